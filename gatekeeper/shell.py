@@ -1,0 +1,1151 @@
+"""From a bash command line to the simple commands, file writes and directories it really uses.
+
+This module is pure: text in, :class:`Part` values out. It parses with tree-sitter-bash and walks
+the tree the way bash would run it (architecture.md §3):
+
+* every simple command of ``;``, ``&&``, ``||``, ``&``, ``|``, newlines, subshells, groups,
+  ``$(…)``, backticks, ``<(…)``/``>(…)``, ``if``/``for``/``while``/``case`` bodies and functions;
+* wrappers (``sudo``, ``env``, ``xargs``, ``find -exec``, ``bash -c``, ``eval`` …) are unwrapped
+  and the inner command is a part of its own; shell strings are re-parsed;
+* output redirections and ``tee`` targets are ``write`` parts; path arguments of file commands and
+  ``cd`` targets outside the project root are ``external_directory`` parts;
+* anything it cannot read with confidence carries a ``floor`` of ``ask``: the engine never
+  allows it, whatever the rules say.
+
+The walk tracks the set of directories a later part may run in: ``cd a; x`` runs ``x`` in ``a``
+or, if ``cd`` failed, where it started — both are checked.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import tree_sitter_bash
+from tree_sitter import Language, Node, Parser
+
+from gatekeeper.errors import BadInput
+
+Floor = Literal["allow", "ask", "deny"]
+
+MAX_COMMAND_BYTES = 64 * 1024  # longer lines are never parsed: ask
+MAX_DEPTH = 24  # nesting of substitutions, re-parsed strings and wrappers
+MAX_NODES = 20_000  # tree nodes visited per line
+MAX_PARTS = 512
+MAX_CWDS = 8
+
+_LANGUAGE = Language(tree_sitter_bash.language())
+
+# Leading VAR=value assignments that cannot change what a command does in a harmful way.
+HARMLESS_VARS = frozenset(
+    {
+        "CI", "NODE_ENV", "RUST_LOG", "RUST_BACKTRACE", "DEBUG", "FORCE_COLOR", "NO_COLOR",
+        "CLICOLOR", "CLICOLOR_FORCE", "COLUMNS", "LINES", "TERM", "LANG", "LANGUAGE", "LC_ALL",
+        "LC_CTYPE", "LC_MESSAGES", "LC_COLLATE", "LC_NUMERIC", "LC_TIME", "TZ",
+        "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "PYTHONWARNINGS",
+        "PYTEST_ADDOPTS", "VERBOSE", "CARGO_TERM_COLOR", "GOOS", "GOARCH", "CGO_ENABLED",
+        "DOTNET_CLI_TELEMETRY_OPTOUT", "NEXT_TELEMETRY_DISABLED", "HUSKY", "NPM_CONFIG_LOGLEVEL",
+    }
+)
+# Not matched against bash rules: they only change the directory (as opencode treats them).
+DIRECTORY_COMMANDS = frozenset({"cd", "pushd", "popd"})
+# Commands whose non-option arguments are paths checked against external_directory.
+FILE_COMMANDS = frozenset(
+    {
+        "rm", "rmdir", "cp", "mv", "mkdir", "touch", "chmod", "chown", "chgrp", "cat", "ln",
+        "truncate", "shred", "head", "tail", "less", "more", "unlink", "install", "tee", "ls",
+        "stat", "file", "find", "dd",
+    }
+)
+_FIRST_ARG_NOT_PATH = frozenset({"chmod", "chown", "chgrp"})
+SHELLS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "mksh", "ash", "yash", "posh"})
+# Places writing to which is not a file write.
+NOT_WRITES = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty"})
+_DEV_FD = re.compile(r"^/dev/fd/[0-9]+$")
+_WRITE_OPS = frozenset({">", ">>", ">|", "&>", "&>>", "<>"})
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One thing a command line does that a policy decides.
+
+    ``permission`` is ``bash`` (a simple command), ``write`` (a file it writes) or
+    ``external_directory`` (a directory outside the project root). ``floor`` is the least strict
+    decision this part may get whatever the rules say; ``note`` says why it was raised.
+    ``variants`` are normalised spellings of the subject (``/usr/bin/git`` → ``git``) that are
+    also decided and can only make the decision stricter.
+    """
+
+    permission: str
+    subject: str
+    floor: Floor = "allow"
+    note: str | None = None
+    variants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """Everything the engine needs from one command line."""
+
+    command: str
+    parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One shell word: its value with quoting removed, or its source text where not static."""
+
+    text: str
+    static: bool  # no expansion or substitution in it
+    pattern: bool = False  # unquoted glob, brace or tilde characters: bash may rewrite it
+    node: Node | None = field(default=None, compare=False)
+
+
+def check_input(command: str | bytes) -> str:
+    """Reject what is not a command at all: invalid UTF-8 and NUL bytes (``BadInput``)."""
+    if isinstance(command, bytes):
+        try:
+            command = command.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"command is not valid UTF-8 (byte {exc.start})") from None
+    if "\x00" in command:
+        raise BadInput("command contains a NUL byte")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in command if ord(c) >= 0xD800):
+        raise BadInput("command contains a lone surrogate: not valid UTF-8")
+    return command
+
+
+def invisible_characters(text: str) -> list[str]:
+    """Unicode format characters (bidi controls, zero-width …) and control characters in text.
+
+    Tab and newline are ordinary shell syntax and not reported.
+    """
+    found: list[str] = []
+    for ch in text:
+        o = ord(ch)
+        if ch in "\t\n":
+            continue
+        if o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0:
+            found.append(f"U+{o:04X}")
+        elif o > 0x7F and unicodedata.category(ch) in ("Cf", "Zl", "Zp", "Co", "Cn"):
+            found.append(f"U+{o:04X}")
+    return found
+
+
+def is_plain_command_word(text: str) -> bool:
+    """A command word gatekeeper trusts: non-empty printable ASCII without spaces."""
+    return bool(text) and all(0x21 <= ord(c) <= 0x7E for c in text)
+
+
+# --------------------------------------------------------------------------------------------
+# Word values
+
+
+_ANSI_SIMPLE = {
+    "a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r",
+    "t": "\t", "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?",
+}
+
+
+def decode_ansi_c(body: str) -> str | None:
+    """Decode the inside of ``$'…'`` as bash does; None where unsure."""
+    out: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        ch = body[i]
+        if ch != "\\" or i + 1 >= n:
+            out.append(ch)
+            i += 1
+            continue
+        nxt = body[i + 1]
+        if nxt in _ANSI_SIMPLE:
+            out.append(_ANSI_SIMPLE[nxt])
+            i += 2
+        elif nxt in "01234567":
+            m = re.match(r"[0-7]{1,3}", body[i + 1 :])
+            assert m is not None
+            out.append(chr(int(m.group(0), 8) & 0xFF))
+            i += 1 + len(m.group(0))
+        elif nxt in "xuU":
+            width = {"x": 2, "u": 4, "U": 8}[nxt]
+            m = re.match(r"[0-9A-Fa-f]{1,%d}" % width, body[i + 2 :])
+            if m is None:
+                out.append("\\" + nxt)
+                i += 2
+                continue
+            code = int(m.group(0), 16)
+            if code > 0x10FFFF:
+                return None
+            out.append(chr(code))
+            i += 2 + len(m.group(0))
+        elif nxt == "c":
+            if i + 2 >= n:
+                return None
+            out.append(chr(ord(body[i + 2]) & 0x1F))
+            i += 3
+        else:
+            out.append("\\" + nxt)
+            i += 2
+    return "".join(out)
+
+
+_DQ_ESCAPES = frozenset('$`"\\\n')
+_PATTERN_CHARS = frozenset("*?[]{}~")
+
+
+def _unescape_unquoted(raw: str) -> tuple[str, bool]:
+    out: list[str] = []
+    pattern = False
+    i, n = 0, len(raw)
+    while i < n:
+        ch = raw[i]
+        if ch == "\\" and i + 1 < n:
+            if raw[i + 1] != "\n":
+                out.append(raw[i + 1])
+            i += 2
+            continue
+        if ch in _PATTERN_CHARS:
+            pattern = True
+        out.append(ch)
+        i += 1
+    return "".join(out), pattern
+
+
+def _unescape_double(raw: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(raw)
+    while i < n:
+        ch = raw[i]
+        if ch == "\\" and i + 1 < n and raw[i + 1] in _DQ_ESCAPES:
+            if raw[i + 1] != "\n":
+                out.append(raw[i + 1])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _text(node: Node) -> str:
+    data = node.text
+    return data.decode("utf-8", "surrogateescape") if data is not None else ""
+
+
+def word_of(node: Node) -> Word:
+    """The :class:`Word` value of one argument-like node."""
+    t = node.type
+    if t == "word":
+        value, pattern = _unescape_unquoted(_text(node))
+        return Word(value, True, pattern, node)
+    if t == "number":
+        return Word(_text(node), True, False, node)
+    if t == "raw_string":
+        return Word(_text(node)[1:-1], True, False, node)
+    if t == "ansi_c_string":
+        decoded = decode_ansi_c(_text(node)[2:-1])
+        if decoded is None:
+            return Word(_text(node), False, False, node)
+        return Word(decoded, True, False, node)
+    if t in ("string", "translated_string"):
+        pieces: list[str] = []
+        static = True
+        for c in node.children:
+            if c.type in ('"', "$"):
+                continue
+            if c.type == "string_content":
+                pieces.append(_unescape_double(_text(c)))
+            else:
+                static = False
+                pieces.append(_text(c))
+        return Word("".join(pieces), static, False, node)
+    if t == "concatenation":
+        parts = [word_of(c) for c in node.children]
+        return Word(
+            "".join(p.text for p in parts),
+            all(p.static for p in parts),
+            any(p.pattern for p in parts),
+            node,
+        )
+    return Word(_text(node), False, True, node)
+
+
+# --------------------------------------------------------------------------------------------
+# The walk
+
+
+Cwds = frozenset[str] | None  # the directories a part may run in; None: unknown
+
+
+@dataclass(slots=True)
+class _Budget:
+    nodes: int = 0
+    exhausted: bool = False
+
+
+class _Walker:
+    def __init__(self, root: str, home: str | None) -> None:
+        self.root = posixpath.normpath(root) if root else "/"
+        self.home = home
+        self.parts: list[Part] = []
+        self.budget = _Budget()
+        self.cwd_changed_in_function = False
+
+    # -- emitting ---------------------------------------------------------------------------
+
+    def emit(self, part: Part) -> None:
+        if len(self.parts) < MAX_PARTS:
+            self.parts.append(part)
+        elif not self.budget.exhausted:
+            self.budget.exhausted = True
+            self.parts.append(Part("bash", "", "ask", f"more than {MAX_PARTS} parts: too complex"))
+
+    def unsure(self, subject: str, note: str) -> None:
+        self.emit(Part("bash", subject, "ask", note))
+
+    # -- entry points -----------------------------------------------------------------------
+
+    def source(self, text: str, cwds: Cwds, depth: int) -> Cwds:
+        """Parse and walk one piece of shell source; returns the directories after it."""
+        if depth > MAX_DEPTH:
+            self.unsure(text[:200], "nested too deeply to check")
+            return None
+        if len(text.encode("utf-8", "surrogateescape")) > MAX_COMMAND_BYTES:
+            self.unsure(text[:200], f"longer than {MAX_COMMAND_BYTES} bytes: not checked")
+            return None
+        tree = Parser(_LANGUAGE).parse(text.encode("utf-8", "surrogateescape"))
+        root = tree.root_node
+        if root.has_error:
+            self.unsure(text, "bash syntax gatekeeper cannot parse with confidence")
+        before = len(self.parts)
+        _ok, after = self.stmt(root, cwds, depth)
+        if not any(p.permission == "bash" for p in self.parts[before:]) and not root.has_error:
+            # Nothing that runs: still never an allow by vacuous truth.
+            if not any(p.floor != "allow" for p in self.parts[before:]):
+                self.emit(Part("bash", text.strip(), "ask", "no command to check"))
+        return after
+
+    # -- statements ---------------------------------------------------------------------------
+
+    def stmt(self, node: Node, cwds: Cwds, depth: int) -> tuple[Cwds, Cwds]:
+        """Walk a statement; return (directories if it succeeded, directories whatever happened)."""
+        self.budget.nodes += 1
+        if self.budget.nodes > MAX_NODES:
+            if not self.budget.exhausted:
+                self.budget.exhausted = True
+                self.unsure("", "command line too large to check")
+            return None, None
+        if depth > MAX_DEPTH:
+            self.unsure(_text(node)[:200], "nested too deeply to check")
+            return None, None
+        t = node.type
+        if t in ("program", "compound_statement", "do_group"):
+            return self.sequence(node.named_children, cwds, depth)
+        if t == "list":
+            return self.list_(node, cwds, depth)
+        if t == "pipeline":
+            for c in node.named_children:
+                self.stmt(c, cwds, depth)
+            return cwds, cwds
+        if t == "subshell":
+            self.sequence(node.named_children, cwds, depth)
+            return cwds, cwds
+        if t == "negated_command":
+            ok, every = self.sequence(node.named_children, cwds, depth)
+            return every, every
+        if t == "redirected_statement":
+            return self.redirected(node, cwds, depth)
+        if t == "command":
+            return self.command(node, [], cwds, depth)
+        if t in ("if_statement", "elif_clause", "else_clause", "while_statement",
+                 "for_statement", "c_style_for_statement", "case_statement", "case_item"):
+            return self.compound(node, cwds, depth)
+        if t == "function_definition":
+            body = node.child_by_field_name("body")
+            if body is not None:
+                _, after = self.stmt(body, cwds, depth + 1)
+                if after != cwds:
+                    # A function that changes directory makes every later directory unknown.
+                    return None, None
+            return cwds, cwds
+        if t in ("variable_assignment", "variable_assignments"):
+            assigns = [node] if t == "variable_assignment" else list(node.named_children)
+            for a in assigns:
+                self.assignment(a, cwds, depth, standalone=True)
+            return cwds, cwds
+        if t in ("declaration_command", "unset_command"):
+            words = [self.expand(c, cwds, depth) for c in node.children if c.is_named]
+            keyword = _text(node.children[0]) if node.children else t
+            for c in node.named_children:
+                if c.type == "variable_assignment":
+                    self.assignment(c, cwds, depth, standalone=False)
+            subject = " ".join([keyword, *(w.text for w in words)])
+            self.emit(Part("bash", subject))
+            return cwds, cwds
+        if t == "test_command":
+            self.scan(node, cwds, depth, test_context=True)
+            return cwds, cwds
+        if t == "comment":
+            return cwds, cwds
+        if t in ("heredoc_body", "heredoc_start", "heredoc_end"):
+            return cwds, cwds
+        if t == "ERROR":
+            self.scan(node, cwds, depth)
+            return None, None
+        # A construct this walker does not know: look inside, never allow.
+        self.unsure(_text(node)[:200], f"unfamiliar shell construct ({t})")
+        self.scan(node, cwds, depth)
+        return None, None
+
+    def sequence(self, nodes: Iterable[Node], cwds: Cwds, depth: int) -> tuple[Cwds, Cwds]:
+        items = list(nodes)
+        ok = every = cwds
+        for i, c in enumerate(items):
+            if c.type == "&":
+                continue
+            background = i + 1 < len(items) and items[i + 1].type == "&"
+            if background:
+                # `cmd &` runs in a subshell: a cd inside it changes nothing here.
+                self.stmt(c, every, depth)
+                ok = every
+            else:
+                ok, every = self.stmt(c, every, depth)
+        return ok, every
+
+    def list_(self, node: Node, cwds: Cwds, depth: int) -> tuple[Cwds, Cwds]:
+        left = node.child_by_field_name("left") or (node.named_children[0] if node.named_children else None)
+        kids = node.children
+        if len(kids) != 3 or left is None:
+            return self.sequence(node.named_children, cwds, depth)
+        op = kids[1].type
+        ok_l, all_l = self.stmt(kids[0], cwds, depth)
+        if op == "&&":
+            ok_r, all_r = self.stmt(kids[2], ok_l, depth)
+            return ok_r, _union(all_l, all_r)
+        if op == "||":
+            ok_r, all_r = self.stmt(kids[2], all_l, depth)
+            return _union(ok_l, ok_r), _union(all_l, all_r)
+        return self.stmt(kids[2], all_l, depth)
+
+    def compound(self, node: Node, cwds: Cwds, depth: int) -> tuple[Cwds, Cwds]:
+        # Bodies of if/while/for/case may run or not, once or many times: every directory
+        # they may change to is possible afterwards.
+        every = cwds
+        for c in node.named_children:
+            if c.type in _STATEMENTS:
+                _, after = self.stmt(c, every, depth)
+                every = _union(every, after)
+            else:
+                self.scan(c, every, depth)
+        return every, every
+
+    def redirected(self, node: Node, cwds: Cwds, depth: int) -> tuple[Cwds, Cwds]:
+        body: Node | None = None
+        redirects: list[Node] = []
+        for i, c in enumerate(node.children):
+            if node.field_name_for_child(i) == "body" and body is None:
+                body = c
+            elif c.is_named:
+                redirects.append(c)
+        extra_words: list[Node] = []
+        continuations: list[Node] = []
+        for r in redirects:
+            extra_words.extend(self.redirect_extra_words(r))
+            continuations.extend(self.redirect_continuations(r))
+        if body is not None and body.type == "command":
+            ok, every = self.command(body, redirects, cwds, depth, extra_words)
+        else:
+            if body is not None:
+                ok, every = self.stmt(body, cwds, depth)
+            else:
+                ok, every = cwds, cwds
+            for r in redirects:
+                self.redirect(r, None, cwds, depth)
+            if extra_words:
+                self.unsure(_text(node)[:200], "words after a redirection of a compound command")
+        return self.continue_after(continuations, ok, every, depth)
+
+    def continue_after(
+        self, nodes: list[Node], ok: Cwds, every: Cwds, depth: int
+    ) -> tuple[Cwds, Cwds]:
+        # tree-sitter places "&& more" or "| more" that follow a here-document inside the
+        # heredoc_redirect node; walk them as what they are, the rest of the list.
+        op = ""
+        for c in nodes:
+            if not c.is_named:
+                op = c.type
+                continue
+            if op == "&&":
+                ok, after = self.stmt(c, ok, depth)
+                every = _union(every, after)
+            elif op == "||":
+                _, after = self.stmt(c, every, depth)
+                every = _union(every, after)
+                ok = every
+            elif op in ("|", "|&"):
+                self.stmt(c, every, depth)
+            else:
+                ok, every = self.stmt(c, every, depth)
+        return ok, every
+
+    @staticmethod
+    def redirect_extra_words(r: Node) -> list[Node]:
+        # `rm >/dev/null -rf /`: tree-sitter files "-rf" and "/" under the redirect; bash
+        # passes them to rm as arguments.
+        if r.type != "file_redirect":
+            return []
+        dests = [c for c in r.children if c.is_named and c.type != "file_descriptor"]
+        return dests[1:]
+
+    @staticmethod
+    def redirect_continuations(r: Node) -> list[Node]:
+        if r.type != "heredoc_redirect":
+            return []
+        out: list[Node] = []
+        for c in r.children:
+            if c.type in ("heredoc_start", "heredoc_body", "heredoc_end", "<<", "<<-"):
+                continue
+            out.append(c)
+        return out
+
+    # -- simple commands --------------------------------------------------------------------
+
+    def command(
+        self,
+        node: Node,
+        outer_redirects: Sequence[Node],
+        cwds: Cwds,
+        depth: int,
+        extra_words: Sequence[Node] = (),
+    ) -> tuple[Cwds, Cwds]:
+        assigns: list[Node] = []
+        name_node: Node | None = None
+        args: list[Node] = []
+        redirects: list[Node] = list(outer_redirects)
+        for i, c in enumerate(node.children):
+            field_name = node.field_name_for_child(i)
+            if c.type == "variable_assignment" and name_node is None:
+                assigns.append(c)
+            elif c.type == "command_name":
+                name_node = c
+            elif c.type in ("file_redirect", "heredoc_redirect", "herestring_redirect"):
+                redirects.append(c)
+            elif field_name == "argument" or (name_node is not None and c.is_named):
+                args.append(c)
+            elif c.is_named and c.type != "comment":
+                args.append(c)
+        for c in node.children:
+            if c.type == "file_redirect":
+                extra_words = [*extra_words, *self.redirect_extra_words(c)]
+        args.extend(extra_words)
+        floor: Floor = "allow"
+        notes: list[str] = []
+        for a in assigns:
+            name = self.assignment(a, cwds, depth, standalone=False)
+            if name not in HARMLESS_VARS:
+                floor = "ask"
+                notes.append(f"sets {name or 'a variable'} for the command")
+        heredoc_script: str | None = None
+        heredoc_static = True
+        for r in redirects:
+            script = self.redirect(r, None, cwds, depth)
+            if script is not None:
+                heredoc_script, heredoc_static = script
+        if name_node is None:
+            # Only assignments and redirections: runs no command.
+            if not assigns and not any(r.type == "file_redirect" for r in redirects):
+                self.unsure(_text(node), "no command")
+            elif floor != "allow":
+                self.emit(Part("bash", _text(node), floor, "; ".join(notes)))
+            return cwds, cwds
+        name_inner = name_node.named_children[0] if name_node.named_children else name_node
+        words = [self.expand(name_inner, cwds, depth)]
+        words.extend(self.expand(a, cwds, depth) for a in args if a.type != "comment")
+        stdin_script = None if heredoc_script is None else (heredoc_script, heredoc_static)
+        return self.simple(words, floor, notes, cwds, depth, stdin_script)
+
+    def simple(
+        self,
+        words: list[Word],
+        floor: Floor,
+        notes: list[str],
+        cwds: Cwds,
+        depth: int,
+        stdin_script: tuple[str, bool] | None = None,
+    ) -> tuple[Cwds, Cwds]:
+        """Decide one simple command given as words; unwrap wrappers into more parts."""
+        if not words:
+            return cwds, cwds
+        name = words[0]
+        subject = " ".join(w.text for w in words)
+        if not name.static or name.pattern:
+            floor = "ask"
+            notes.append("the command name is not a fixed word")
+        elif not is_plain_command_word(name.text):
+            floor = "ask"
+            notes.append("the command name is not plain printable ASCII")
+        variants = _variants(words)
+        cmd = posixpath.basename(name.text) if name.static else ""
+        if cmd in DIRECTORY_COMMANDS and name.static and not name.pattern:
+            if floor != "allow":
+                self.emit(Part("bash", subject, floor, "; ".join(notes)))
+            return self.change_directory(cmd, words[1:], cwds)
+        self.emit(Part("bash", subject, floor, "; ".join(notes) or None, variants))
+        if cmd in FILE_COMMANDS:
+            self.path_arguments(cmd, words[1:], cwds)
+        if cmd == "tee":
+            for w in _non_options(words[1:]):
+                self.write_target(w, cwds)
+        if cmd == "dd":
+            for w in words[1:]:
+                if w.text.startswith("of="):
+                    self.write_target(Word(w.text[3:], w.static, w.pattern, w.node), cwds)
+        return self.unwrap(cmd, words, cwds, depth, stdin_script)
+
+    def unwrap(
+        self,
+        cmd: str,
+        words: list[Word],
+        cwds: Cwds,
+        depth: int,
+        stdin_script: tuple[str, bool] | None,
+    ) -> tuple[Cwds, Cwds]:
+        spec = WRAPPERS.get(cmd)
+        args = words[1:]
+        if cmd in SHELLS or (cmd == "busybox" and args and args[0].text in SHELLS):
+            if cmd == "busybox":
+                args = args[1:]
+            self.shell_invocation(args, cwds, depth, stdin_script)
+            return cwds, cwds
+        if cmd == "eval":
+            if not all(w.static for w in args):
+                self.unsure(" ".join(w.text for w in words), "eval of text that is not fixed")
+            if args:
+                return self.inline_source(" ".join(w.text for w in args), cwds, depth)
+            return cwds, cwds
+        if cmd == "trap":
+            code = _non_options(args)
+            if code and code[0].text not in ("-", "") and len(code) > 1:
+                if not code[0].static:
+                    self.unsure(" ".join(w.text for w in words), "trap code that is not fixed")
+                self.source(code[0].text, cwds, depth + 1)
+            return cwds, cwds
+        if cmd in ("source", "."):
+            # Runs a file we cannot see; it may change directory.
+            return None, None
+        if cmd == "find":
+            self.find_exec(args, cwds, depth)
+            return cwds, cwds
+        if cmd == "su":
+            for i, w in enumerate(args):
+                if w.text in ("-c", "--command") and i + 1 < len(args):
+                    self.shell_string(args[i + 1], cwds, depth)
+                elif w.text.startswith("--command="):
+                    self.shell_string(Word(w.text[10:], w.static), cwds, depth)
+            return cwds, cwds
+        if cmd == "watch":
+            inner = _skip_options(args, WATCH_OPTS)
+            if inner is None:
+                self.unsure(" ".join(w.text for w in words), "options of watch not understood")
+            elif inner:
+                self.inline_source(" ".join(w.text for w in inner), cwds, depth, subshell=True)
+            return cwds, cwds
+        if spec is None:
+            return cwds, cwds
+        inner, assigns, dynamic_dir = spec.split(args)
+        if inner is None:
+            self.unsure(
+                " ".join(w.text for w in words),
+                f"cannot tell which command {cmd} runs: options not understood",
+            )
+            return None, None
+        floor: Floor = "allow"
+        notes: list[str] = []
+        for a in assigns:
+            var = a.text.split("=", 1)[0]
+            if var not in HARMLESS_VARS:
+                floor = "ask"
+                notes.append(f"sets {var} for the command")
+        if cmd == "env" and dynamic_dir:
+            floor = "ask"
+            notes.append("env changes directory")
+        if cmd == "env" and any(w.text in ("-S", "--split-string") or
+                                w.text.startswith(("-S", "--split-string=")) for w in args):
+            self.unsure(" ".join(w.text for w in words), "env -S splits a string into a command")
+        if not inner:
+            if cmd == "xargs":
+                inner = [Word("echo", True)]
+            else:
+                if floor != "allow":
+                    self.emit(Part("bash", " ".join(w.text for w in words), floor, "; ".join(notes)))
+                return cwds, cwds
+        inner_cwds = cwds
+        self.simple(inner, floor, notes, inner_cwds, depth + 1, stdin_script)
+        if cmd == "exec":
+            return cwds, cwds
+        return cwds, cwds
+
+    def shell_invocation(
+        self, args: list[Word], cwds: Cwds, depth: int, stdin_script: tuple[str, bool] | None
+    ) -> None:
+        i = 0
+        command_mode = False
+        reads_stdin = False
+        while i < len(args):
+            w = args[i]
+            if not w.static:
+                self.unsure(" ".join(a.text for a in args), "shell options that are not fixed")
+                return
+            t = w.text
+            if t == "--" or t == "-":
+                i += 1
+                break
+            if t in ("--rcfile", "--init-file", "-o", "+o", "-O", "+O"):
+                i += 2
+                continue
+            if t.startswith("--"):
+                i += 1
+                continue
+            if len(t) > 1 and t[0] in "-+":
+                if "c" in t[1:]:
+                    command_mode = True
+                if "s" in t[1:]:
+                    reads_stdin = True
+                i += 1
+                if "o" in t[1:] or "O" in t[1:]:
+                    i += 1
+                continue
+            break
+        rest = args[i:]
+        if command_mode:
+            if not rest:
+                self.unsure("", "shell -c without a command")
+                return
+            self.shell_string(rest[0], cwds, depth)
+            return
+        if rest and not reads_stdin:
+            return  # runs a script file: decided by the bash rules on "bash FILE"
+        if stdin_script is not None:
+            script, static = stdin_script
+            if not static:
+                self.unsure(script[:200], "shell script fed with expansions in it")
+            self.source(script, cwds, depth + 1)
+            return
+        self.unsure("", "a shell reading commands from its standard input")
+
+    def shell_string(self, w: Word, cwds: Cwds, depth: int) -> None:
+        if not w.static:
+            self.unsure(w.text, "shell code that is not a fixed string")
+        self.source(w.text, cwds, depth + 1)
+
+    def inline_source(
+        self, text: str, cwds: Cwds, depth: int, *, subshell: bool = False
+    ) -> tuple[Cwds, Cwds]:
+        after = self.source(text, cwds, depth + 1)
+        if subshell:
+            return cwds, cwds
+        return after, _union(cwds, after)
+
+    def find_exec(self, args: list[Word], cwds: Cwds, depth: int) -> None:
+        i = 0
+        while i < len(args):
+            t = args[i].text
+            if t in ("-exec", "-execdir", "-ok", "-okdir"):
+                j = i + 1
+                while j < len(args) and args[j].text not in (";", "+"):
+                    j += 1
+                inner = args[i + 1 : j]
+                if j >= len(args):
+                    self.unsure("find " + " ".join(a.text for a in args), "find -exec without ; or +")
+                if inner:
+                    # -execdir runs in each file's directory: the directory is unknown.
+                    where = None if t in ("-execdir", "-okdir") else cwds
+                    self.simple(list(inner), "allow", [], where, depth + 1)
+                i = j + 1
+                continue
+            if t in ("-delete", "-fprint", "-fprint0", "-fprintf", "-fls"):
+                pass  # matched by the bash rules on the find command itself
+            i += 1
+
+    # -- directories and paths --------------------------------------------------------------
+
+    def resolve(self, w: Word, cwds: Cwds) -> list[str] | None:
+        """Absolute paths a word may name; None if it cannot be known."""
+        if not w.static:
+            return None
+        text = w.text
+        if text.startswith("~"):
+            if self.home is None or not (text == "~" or text.startswith("~/")):
+                return None
+            text = self.home + text[1:]
+        if re.search(r"[{}]", text) and w.pattern:
+            return None  # brace expansion may name other places
+        if text.startswith("/"):
+            return [posixpath.normpath(text)]
+        if cwds is None:
+            return None
+        return sorted({posixpath.normpath(posixpath.join(c, text)) for c in cwds})
+
+    def inside_root(self, path: str) -> bool:
+        return path == self.root or path.startswith(self.root.rstrip("/") + "/")
+
+    def change_directory(self, cmd: str, args: list[Word], cwds: Cwds) -> tuple[Cwds, Cwds]:
+        targets = [w for w in args if not (w.static and w.text.startswith("-") and w.text != "-")]
+        if cmd == "popd" or (targets and targets[0].text == "-" and targets[0].static):
+            return None, None
+        if not targets:
+            if cmd == "pushd":
+                return None, None
+            if self.home is None:
+                self.emit(Part("external_directory", "~", "ask", "cd to an unknown home"))
+                return None, None
+            targets = [Word(self.home, True)]
+        paths = self.resolve(targets[0], cwds)
+        if paths is None:
+            self.emit(Part("external_directory", targets[0].text, "ask",
+                           "cd to a directory that is not fixed"))
+            return None, None
+        for p in paths:
+            if not self.inside_root(p):
+                self.emit(Part("external_directory", p))
+        new = frozenset(paths)
+        return new, _union(cwds, new)
+
+    def path_arguments(self, cmd: str, args: list[Word], cwds: Cwds) -> None:
+        if cmd == "find":
+            # find's paths come first, before its expression (-name, !, ( …).
+            paths = []
+            for w in args:
+                if w.static and (w.text.startswith("-") or w.text in ("!", "(")):
+                    break
+                paths.append(w)
+        elif cmd == "dd":
+            paths = [w for w in args if w.text.startswith(("if=", "of="))]
+        else:
+            paths = _non_options(args)
+        if cmd in _FIRST_ARG_NOT_PATH and paths:
+            paths = paths[1:]
+        for w in paths:
+            if w.static and w.text.startswith(("http://", "https://")):
+                continue
+            if cmd == "dd":
+                if "=" not in w.text:
+                    continue
+                w = Word(w.text.split("=", 1)[1], w.static, w.pattern, w.node)
+            resolved = self.resolve(w, cwds)
+            if resolved is None:
+                self.emit(Part("external_directory", w.text, "ask",
+                               f"{cmd} on a path that is not fixed"))
+                continue
+            for p in resolved:
+                if not self.inside_root(p):
+                    self.emit(Part("external_directory", p))
+
+    def write_target(self, w: Word, cwds: Cwds) -> None:
+        if w.static and (w.text in NOT_WRITES or _DEV_FD.match(w.text)):
+            return
+        resolved = self.resolve(w, cwds)
+        if resolved is None:
+            self.emit(Part("write", w.text, "ask", "writes to a path that is not fixed"))
+            return
+        for p in resolved:
+            if p in NOT_WRITES:
+                continue
+            if self.inside_root(p):
+                rel = posixpath.relpath(p, self.root)
+                self.emit(Part("write", rel, variants=(p,)))
+            else:
+                self.emit(Part("write", p))
+                self.emit(Part("external_directory", p))
+
+    def redirect(
+        self, r: Node, _cmd: str | None, cwds: Cwds, depth: int
+    ) -> tuple[str, bool] | None:
+        """Walk one redirection; return a here-document's (text, static) for a shell to run."""
+        t = r.type
+        if t == "file_redirect":
+            ops = [c.type for c in r.children if not c.is_named]
+            dests = [c for c in r.children if c.is_named and c.type != "file_descriptor"]
+            op = ops[0] if ops else ""
+            if not dests:
+                return None
+            dest = self.expand(dests[0], cwds, depth)
+            if op in _WRITE_OPS:
+                self.write_target(dest, cwds)
+            elif op in (">&", "&>") or op == ">&-":
+                if not (dest.static and (dest.text.isdigit() or dest.text == "-")):
+                    self.write_target(dest, cwds)
+            return None
+        if t == "herestring_redirect":
+            content = [c for c in r.children if c.is_named]
+            if not content:
+                return None
+            w = self.expand(content[0], cwds, depth)
+            return w.text, w.static
+        if t == "heredoc_redirect":
+            start = next((c for c in r.children if c.type == "heredoc_start"), None)
+            body = next((c for c in r.children if c.type == "heredoc_body"), None)
+            quoted = start is not None and any(q in _text(start) for q in "'\"\\")
+            if body is None:
+                return "", True
+            if not quoted:
+                self.scan(body, cwds, depth)
+            text = _text(body)
+            static = quoted or not any(
+                c.type in ("command_substitution", "simple_expansion", "expansion",
+                           "arithmetic_expansion") for c in body.children
+            )
+            return text, static
+        self.scan(r, cwds, depth)
+        return None
+
+    # -- words and assignments --------------------------------------------------------------
+
+    def expand(self, node: Node, cwds: Cwds, depth: int) -> Word:
+        """The word's value; every substitution inside it is walked as commands of its own."""
+        self.scan(node, cwds, depth)
+        return word_of(node)
+
+    def assignment(self, node: Node, cwds: Cwds, depth: int, *, standalone: bool) -> str | None:
+        self.scan(node, cwds, depth)
+        name_node = node.child_by_field_name("name")
+        name = _text(name_node) if name_node is not None else None
+        if name_node is not None and name_node.type != "variable_name":
+            name = None  # a[…]=x: an array element
+        if standalone and (name is None or name not in HARMLESS_VARS):
+            self.emit(Part("bash", _text(node), "ask",
+                           f"sets {name or 'an array element'} for the rest of the line"))
+        return name
+
+    def scan(self, node: Node, cwds: Cwds, depth: int, *, test_context: bool = False) -> None:
+        """Find and walk every substitution below ``node`` (in any position)."""
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            self.budget.nodes += 1
+            if self.budget.nodes > MAX_NODES:
+                if not self.budget.exhausted:
+                    self.budget.exhausted = True
+                    self.unsure("", "command line too large to check")
+                return
+            t = n.type
+            if t in ("command_substitution", "process_substitution"):
+                inner = [c for c in n.named_children]
+                if not inner:
+                    self.unsure(_text(n), "empty substitution")
+                self.sequence(inner, cwds, depth + 1)
+                continue
+            if t in _STATEMENTS and n is not node:
+                self.stmt(n, cwds, depth + 1)
+                continue
+            if test_context and t == "raw_string" and re.search(r"[\[`$]", _text(n)):
+                self.unsure(_text(n), "quoted text a test may evaluate as code")
+            if t == "ERROR":
+                self.unsure(_text(n)[:200], "bash syntax gatekeeper cannot parse with confidence")
+            stack.extend(reversed(n.children))
+
+
+_STATEMENTS = frozenset(
+    {
+        "command", "list", "pipeline", "subshell", "compound_statement", "redirected_statement",
+        "negated_command", "if_statement", "while_statement", "for_statement",
+        "c_style_for_statement", "case_statement", "function_definition", "declaration_command",
+        "unset_command", "test_command", "variable_assignments", "do_group",
+        "elif_clause", "else_clause", "case_item",
+    }
+)
+
+
+def _union(a: Cwds, b: Cwds) -> Cwds:
+    if a is None or b is None:
+        return None
+    u = a | b
+    return u if len(u) <= MAX_CWDS else None
+
+
+def _non_options(words: Sequence[Word]) -> list[Word]:
+    out: list[Word] = []
+    ended = False
+    for w in words:
+        if not ended and w.static and w.text == "--":
+            ended = True
+            continue
+        if not ended and w.static and w.text.startswith("-") and w.text != "-":
+            continue
+        out.append(w)
+    return out
+
+
+def _variants(words: Sequence[Word]) -> tuple[str, ...]:
+    out: list[str] = []
+    name = words[0].text
+    rest = [w.text for w in words[1:]]
+    if "/" in name and posixpath.basename(name):
+        out.append(" ".join([posixpath.basename(name), *rest]))
+    joined = " ".join([name, *rest])
+    collapsed = " ".join(joined.split())
+    if collapsed != joined:
+        out.append(collapsed)
+        if "/" in name:
+            out.append(" ".join(" ".join([posixpath.basename(name), *rest]).split()))
+    return tuple(dict.fromkeys(out))
+
+
+# --------------------------------------------------------------------------------------------
+# Wrappers
+
+
+@dataclass(frozen=True, slots=True)
+class WrapperSpec:
+    """How to find the command a wrapper runs: its options, and what comes before the command."""
+
+    flags: frozenset[str]  # options without an argument
+    with_arg: frozenset[str]  # options that take the next word (or =value / attached)
+    assignments: bool = False  # NAME=value words may come before the command
+    positional: int = 0  # words before the command (timeout's DURATION)
+    dir_options: frozenset[str] = frozenset()
+
+    def split(self, args: Sequence[Word]) -> tuple[list[Word] | None, list[Word], bool]:
+        """(the inner command's words or None if unsure, NAME=value words, changes dir)."""
+        i = 0
+        assigns: list[Word] = []
+        changes_dir = False
+        while i < len(args):
+            w = args[i]
+            if not w.static:
+                return None, assigns, changes_dir
+            t = w.text
+            if t == "--":
+                i += 1
+                break
+            if t.startswith("--") and len(t) > 2:
+                name = t.split("=", 1)[0]
+                if name in self.dir_options:
+                    changes_dir = True
+                if name in self.flags:
+                    i += 1
+                    continue
+                if name in self.with_arg:
+                    i += 1 if "=" in t else 2
+                    continue
+                return None, assigns, changes_dir
+            if t.startswith("-") and len(t) > 1 and not (self.positional and t[1:].isdigit()):
+                j = 1
+                while j < len(t):
+                    opt = "-" + t[j]
+                    if opt in self.dir_options:
+                        changes_dir = True
+                    if opt in self.with_arg:
+                        if j == len(t) - 1:
+                            i += 1  # the argument is the next word
+                        break
+                    if opt not in self.flags:
+                        if t[1:].lstrip("-").isdigit() and "-N" in self.flags:
+                            break  # nice -10
+                        return None, assigns, changes_dir
+                    j += 1
+                i += 1
+                continue
+            break
+        while self.assignments and i < len(args) and re.match(
+            r"^[A-Za-z_][A-Za-z0-9_]*=", args[i].text
+        ):
+            assigns.append(args[i])
+            i += 1
+        i += self.positional
+        if i > len(args):
+            return [], assigns, changes_dir
+        return list(args[i:]), assigns, changes_dir
+
+
+def _opts(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+WRAPPERS: dict[str, WrapperSpec] = {
+    "sudo": WrapperSpec(
+        _opts("-A", "-b", "-E", "-H", "-i", "-K", "-k", "-n", "-P", "-S", "-s", "-V", "-v",
+              "--askpass", "--background", "--preserve-env", "--set-home", "--login",
+              "--remove-timestamp", "--reset-timestamp", "--non-interactive",
+              "--preserve-groups", "--stdin", "--shell"),
+        _opts("-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-T", "-U", "--user", "--group",
+              "--host", "--prompt", "--close-from", "--chdir", "--role", "--type",
+              "--command-timeout", "--other-user"),
+        assignments=True,
+        dir_options=_opts("-D", "--chdir"),
+    ),
+    "doas": WrapperSpec(_opts("-n", "-s", "-L"), _opts("-u", "-C")),
+    "env": WrapperSpec(
+        _opts("-i", "-0", "-v", "--ignore-environment", "--null", "--debug", "-"),
+        _opts("-u", "--unset", "-C", "--chdir", "-S", "--split-string", "--block-signal",
+              "--default-signal", "--ignore-signal", "-P"),
+        assignments=True,
+        dir_options=_opts("-C", "--chdir"),
+    ),
+    "nice": WrapperSpec(_opts("-N"), _opts("-n", "--adjustment")),
+    "ionice": WrapperSpec(_opts("-t", "--ignore"), _opts("-c", "-n", "--class", "--classdata")),
+    "nohup": WrapperSpec(_opts(), _opts()),
+    "timeout": WrapperSpec(
+        _opts("-v", "--verbose", "--preserve-status", "--foreground"),
+        _opts("-s", "-k", "--signal", "--kill-after"),
+        positional=1,
+    ),
+    "time": WrapperSpec(
+        _opts("-p", "-v", "-a", "--portability", "--verbose", "--append", "-q", "--quiet"),
+        _opts("-f", "-o", "--format", "--output"),
+    ),
+    "command": WrapperSpec(_opts("-p", "-v", "-V"), _opts()),
+    "builtin": WrapperSpec(_opts(), _opts()),
+    "exec": WrapperSpec(_opts("-c", "-l"), _opts("-a")),
+    "coproc": WrapperSpec(_opts(), _opts()),
+    "stdbuf": WrapperSpec(_opts(), _opts("-i", "-o", "-e", "--input", "--output", "--error")),
+    "setsid": WrapperSpec(_opts("-c", "-f", "-w", "--ctty", "--fork", "--wait"), _opts()),
+    "xargs": WrapperSpec(
+        _opts("-0", "-o", "-p", "-r", "-t", "-x", "--null", "--open-tty", "--interactive",
+              "--no-run-if-empty", "--verbose", "--exit", "--show-limits", "-e", "-i", "-l"),
+        _opts("-a", "-d", "-E", "-I", "-L", "-n", "-P", "-s", "--arg-file", "--delimiter",
+              "--eof", "--replace", "--max-lines", "--max-args", "--max-procs", "--max-chars",
+              "--process-slot-var"),
+    ),
+}
+
+WATCH_OPTS = WrapperSpec(
+    _opts("-b", "-c", "-C", "-e", "-g", "-p", "-t", "-w", "-x", "--beep", "--color",
+          "--no-color", "--errexit", "--chgexit", "--precise", "--no-title", "--no-wrap",
+          "--exec", "-d", "--differences"),
+    _opts("-n", "--interval", "-q", "--equexit"),
+)
+
+
+def _skip_options(args: Sequence[Word], spec: WrapperSpec) -> list[Word] | None:
+    inner, _, _ = spec.split(args)
+    return inner
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def analyse(command: str, cwd: str, home: str | None = None) -> Analysis:
+    """Split ``command`` into the parts a policy decides (see the module docstring).
+
+    ``cwd`` is the project root: relative paths resolve against it and paths outside it are
+    external. ``home`` expands ``~``; without it, ``~`` paths are unknown (ask).
+    Raises :class:`BadInput` for NUL bytes and invalid UTF-8.
+    """
+    command = check_input(command)
+    walker = _Walker(cwd, home)
+    odd = invisible_characters(command)
+    if odd:
+        walker.unsure(
+            command, "invisible or control characters in the command: " + ", ".join(odd[:5])
+        )
+    if not command.strip():
+        walker.unsure("", "empty command")
+    else:
+        walker.source(command, frozenset({walker.root}), 0)
+    if not walker.parts:
+        walker.unsure(command, "no command to check")
+    return Analysis(command, tuple(dict.fromkeys(walker.parts)))

@@ -1,10 +1,112 @@
-"""Command line entry point: ``gatekeeper SUBCOMMAND …``."""
+"""Command line entry point: ``gatekeeper SUBCOMMAND …`` (``python -m gatekeeper`` too).
+
+One place turns errors into exit statuses: library code raises :class:`GatekeeperError`,
+``main`` prints one line that says what is wrong and returns the status.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import sys
 from collections.abc import Sequence
+
+from gatekeeper import __version__
+from gatekeeper.commands import check as check_cmd
+from gatekeeper.commands import policy as policy_cmd
+from gatekeeper.errors import BadInput, GatekeeperError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gatekeeper",
+        description="Stand between AI coding agents and your shell: decide, ask, audit.",
+    )
+    parser.add_argument("--version", action="version", version=f"gatekeeper {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = sub.add_parser(
+        "check",
+        help="decide a command (or a file path) under a policy and explain why",
+        description=(
+            "Decide a command or a file path and explain the decision. Exit status: "
+            "0 allow, 3 ask, 4 deny, 1 error, 2 usage."
+        ),
+    )
+    src = check.add_mutually_exclusive_group()
+    src.add_argument("--policy", metavar="FILE", help="one agent file")
+    src.add_argument(
+        "--policy-dir", metavar="DIR",
+        help="directory of agent files (default: $GATEKEEPER_POLICY_DIR or the bundled ones)",
+    )
+    check.add_argument("--agent", metavar="NAME",
+                       help="agent in --policy-dir (default: $GATEKEEPER_AGENT or 'default')")
+    check.add_argument("--cwd", metavar="DIR",
+                       help="project root the command runs in (default: the current directory)")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument("--permission", choices=("edit", "write"),
+                       help="decide a file path for this permission (with --path)")
+    check.add_argument("--path", metavar="PATH", help="the file path to decide")
+    check.add_argument("cmd", nargs="?", metavar="COMMAND",
+                       help="the command line; '-' reads it from stdin as raw bytes")
+
+    pol = sub.add_parser("policy", help="lint or explain agent files")
+    pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
+    lint = pol_sub.add_parser("lint", help="find mistakes and risky rules; run the file's tests")
+    lint.add_argument("files", nargs="+", metavar="FILE")
+    lint.add_argument("--strict", action="store_true", help="warnings fail too")
+    lint.add_argument("--json", action="store_true", help="one JSON object per finding")
+    explain = pol_sub.add_parser("explain", help="show the compiled rules in order")
+    explain.add_argument("file", metavar="FILE")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    del argv
-    return 0
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="gatekeeper: %(levelname)s: %(message)s",
+    )
+    try:
+        return _dispatch(parser, args)
+    except BadInput as exc:
+        sys.stderr.write(f"gatekeeper: bad input: {exc}\n")
+        return check_cmd.EXIT_ERROR
+    except GatekeeperError as exc:
+        sys.stderr.write(f"gatekeeper: {exc}\n")
+        return check_cmd.EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return check_cmd.EXIT_ERROR
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "check":
+        if args.path is None and args.cmd is None:
+            parser.error("check: give a COMMAND, '-' to read it from stdin, or --path PATH")
+        if args.path is not None and args.cmd is not None:
+            parser.error("check: give either a COMMAND or --path, not both")
+        if args.permission and args.path is None:
+            parser.error("check: --permission goes with --path")
+        return check_cmd.run(
+            command=args.cmd,
+            permission=args.permission,
+            path=args.path,
+            policy_file=args.policy,
+            policy_dir=args.policy_dir,
+            agent=args.agent,
+            cwd=args.cwd,
+            as_json=args.json,
+        )
+    if args.command == "policy":
+        if args.policy_command == "lint":
+            return policy_cmd.lint(files=args.files, strict=args.strict, as_json=args.json)
+        if args.policy_command == "explain":
+            return policy_cmd.explain(file=args.file)
+        parser.parse_args(["policy", "--help"])
+        return check_cmd.EXIT_USAGE
+    parser.print_help()
+    return check_cmd.EXIT_USAGE

@@ -121,10 +121,7 @@ class Matcher:
                     if length == n:
                         best = c.index
                         break
-                elif c.kind == 1:
-                    best = c.index
-                    break
-                elif c.regex is not None and c.regex.fullmatch(subject) is not None:
+                elif c.kind == 1 or (c.regex is not None and c.regex.fullmatch(subject)):
                     best = c.index
                     break
         return best if best >= 0 else None

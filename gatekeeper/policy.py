@@ -27,11 +27,12 @@ STRICTNESS: Mapping[str, int] = {"allow": 0, "ask": 1, "deny": 2}
 ENFORCED = ("bash", "edit", "write", "external_directory")
 # Permission keys opencode and friends know. Anything else is accepted (answerable), but a key
 # that looks like a misspelling of one of these is an error.
+# fmt: off
 KNOWN_PERMISSIONS = frozenset(
     {
-        "bash", "edit", "write", "read", "webfetch", "websearch", "codesearch", "external_directory",
-        "doom_loop", "task", "skill", "list", "glob", "grep", "lsp", "todowrite", "todoread",
-        "patch", "question", "mcp",
+        "bash", "edit", "write", "read", "webfetch", "websearch", "codesearch",
+        "external_directory", "doom_loop", "task", "skill", "list", "glob", "grep", "lsp",
+        "todowrite", "todoread", "patch", "question", "mcp",
     }
 )
 # Top-level frontmatter keys of opencode / Claude Code agent files. Others are only warned about.
@@ -42,6 +43,7 @@ KNOWN_TOP_LEVEL = frozenset(
         "reasoningEffort", "textVerbosity", "gatekeeper", "allowed-tools", "argument-hint",
     }
 )
+# fmt: on
 # tools: {name: false} denies these permissions (opencode maps edit/write/patch to "edit";
 # a disabled edit tool also disables writes, since writes fall back to edit rules).
 TOOL_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
@@ -159,15 +161,25 @@ def _suggest(word: str, choices: list[str] | tuple[str, ...] | frozenset[str]) -
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _file_line(front: str, first_line: int, mark: yaml.Mark) -> int:
+    """The file line of a YAML position.
+
+    Counted from the character offset, not from the mark's own line: YAML also breaks lines at
+    U+0085, U+2028, U+2029 and a lone CR, which an editor (and ``split_frontmatter``) does not.
+    """
+    return front.count("\n", 0, int(mark.index)) + first_line
+
+
 class _Ctx:
-    def __init__(self, path: str, first_line: int) -> None:
+    def __init__(self, path: str, first_line: int, front: str = "") -> None:
         self.path = path
         self.display = Path(path).name
         self.first_line = first_line
+        self.front = front
         self.warnings: list[str] = []
 
     def line(self, node: yaml.Node) -> int:
-        return int(node.start_mark.line) + self.first_line
+        return _file_line(self.front, self.first_line, node.start_mark)
 
     def where(self, node: yaml.Node) -> str:
         return f"{self.path}:{self.line(node)}"
@@ -179,18 +191,29 @@ class _Ctx:
         return PolicyError(f"{self.where(node)}: {key}: {message}")
 
 
-def _scalar(node: yaml.Node) -> object:
-    """The Python value of a scalar node, as yaml.safe_load would build it."""
+def _scalar(ctx: _Ctx, node: yaml.Node, key: str) -> object:
+    """The Python value of a scalar node, as yaml.safe_load would build it.
+
+    Values that the safe loader cannot build (an impossible date such as ``2024-02-30``, a
+    ``!!binary`` that is not base64, a ``!!python/...`` or unknown tag, a ``<<`` merge key)
+    are load errors that name the line, not crashes.
+    """
     loader = yaml.SafeLoader("")
     try:
         return cast(object, loader.construct_object(node, deep=True))
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ctx.error(
+            node,
+            key,
+            f"cannot read {node.value!r} ({problem}): write it as a plain quoted string "
+            "without a YAML tag",
+        ) from None
     finally:
         loader.dispose()
 
 
-def _mapping_items(
-    ctx: _Ctx, node: yaml.Node, key: str
-) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
+def _mapping_items(ctx: _Ctx, node: yaml.Node, key: str) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
     if not isinstance(node, yaml.MappingNode):
         raise ctx.error(node, key, "must be a mapping (key: value lines)")
     seen: dict[str, int] = {}
@@ -211,13 +234,21 @@ def _mapping_items(
 
 
 def _action(ctx: _Ctx, node: yaml.Node, key: str) -> Action:
-    value = _scalar(node) if isinstance(node, yaml.ScalarNode) else None
+    value = _scalar(ctx, node, key) if isinstance(node, yaml.ScalarNode) else None
     if isinstance(value, str) and value in ACTIONS:
-        return cast(Action, value)
-    shown = node.value if isinstance(node, yaml.ScalarNode) else type(node).__name__
-    hint = _suggest(str(shown).lower(), ACTIONS) if isinstance(shown, str) else ""
-    if isinstance(shown, str) and shown.lower() in ACTIONS:
+        return value
+    if not isinstance(node, yaml.ScalarNode):
+        kind = "a mapping" if isinstance(node, yaml.MappingNode) else "a list"
+        raise ctx.error(node, key, f"{kind} is not an action: write one of allow, ask, deny")
+    shown = str(node.value)
+    if shown.lower() in ACTIONS:
         hint = f" (actions are lower-case: {shown.lower()!r})"
+    elif isinstance(value, bool):
+        hint = " (YAML reads it as a boolean; write allow, ask or deny)"
+    elif value is None:
+        hint = " (the value is empty; write allow, ask or deny)"
+    else:
+        hint = _suggest(shown.lower(), ACTIONS)
     raise ctx.error(node, key, f"{shown!r} is not one of allow, ask, deny{hint}")
 
 
@@ -227,10 +258,10 @@ def _rules(ctx: _Ctx, permission: str, node: yaml.Node) -> tuple[Rule, ...]:
         return (Rule("*", _action(ctx, node, key), ctx.source(node), key),)
     rules: list[Rule] = []
     for k, v in _mapping_items(ctx, node, key):
-        pattern = _scalar(k)
+        pattern = _scalar(ctx, k, key)
         if not isinstance(pattern, str):
             raise ctx.error(
-                k, key, f"pattern {k.value!r} is not a string: quote it, e.g. \"{k.value}\": ask"
+                k, key, f'pattern {k.value!r} is not a string: quote it, e.g. "{k.value}": ask'
             )
         rules.append(Rule(pattern, _action(ctx, v, f"{key}.{pattern!r}"), ctx.source(k), key))
     return tuple(rules)
@@ -249,9 +280,7 @@ def _permissions(ctx: _Ctx, node: yaml.Node) -> tuple[dict[str, RuleSet], RuleSe
         if name not in KNOWN_PERMISSIONS:
             hint = _suggest(name, KNOWN_PERMISSIONS)
             if hint or not _PERMISSION_NAME.match(name):
-                raise ctx.error(
-                    k, f"permission.{name}", f"unknown permission{hint or ' name'}"
-                )
+                raise ctx.error(k, f"permission.{name}", f"unknown permission{hint or ' name'}")
             ctx.warnings.append(
                 f"{ctx.where(k)}: permission.{name}: not a permission gatekeeper enforces; "
                 "it is loaded and answered for harnesses that ask about it"
@@ -263,7 +292,7 @@ def _permissions(ctx: _Ctx, node: yaml.Node) -> tuple[dict[str, RuleSet], RuleSe
 def _tools(ctx: _Ctx, node: yaml.Node) -> dict[str, Rule]:
     disabled: dict[str, Rule] = {}
     for k, v in _mapping_items(ctx, node, "tools"):
-        value = _scalar(v) if isinstance(v, yaml.ScalarNode) else None
+        value = _scalar(ctx, v, f"tools.{k.value}") if isinstance(v, yaml.ScalarNode) else None
         if not isinstance(value, bool):
             raise ctx.error(v, f"tools.{k.value}", "must be true or false")
         if value:
@@ -277,7 +306,8 @@ def _tests(ctx: _Ctx, node: yaml.Node) -> tuple[PolicyTest, ...]:
     tests: list[PolicyTest] = []
     for k, v in _mapping_items(ctx, node, "gatekeeper"):
         if k.value not in GATEKEEPER_KEYS:
-            raise ctx.error(k, f"gatekeeper.{k.value}", f"unknown key{_suggest(k.value, GATEKEEPER_KEYS)}")
+            hint = _suggest(k.value, GATEKEEPER_KEYS)
+            raise ctx.error(k, f"gatekeeper.{k.value}", f"unknown key{hint}; the only key is tests")
         if not isinstance(v, yaml.SequenceNode):
             raise ctx.error(v, "gatekeeper.tests", "must be a list of test cases")
         for item in v.value:
@@ -286,11 +316,16 @@ def _tests(ctx: _Ctx, node: yaml.Node) -> tuple[PolicyTest, ...]:
             for tk, tv in _mapping_items(ctx, item, "gatekeeper.tests[]"):
                 if tk.value not in TEST_KEYS:
                     raise ctx.error(
-                        tk, f"gatekeeper.tests[].{tk.value}",
+                        tk,
+                        f"gatekeeper.tests[].{tk.value}",
                         f"unknown key{_suggest(tk.value, TEST_KEYS)}; use command or path, "
                         "permission, expect, cwd, name",
                     )
-                val = _scalar(tv) if isinstance(tv, yaml.ScalarNode) else None
+                val = (
+                    _scalar(ctx, tv, f"gatekeeper.tests[].{tk.value}")
+                    if isinstance(tv, yaml.ScalarNode)
+                    else None
+                )
                 if not isinstance(val, str):
                     raise ctx.error(tv, f"gatekeeper.tests[].{tk.value}", "must be a string")
                 fields[tk.value] = val
@@ -305,23 +340,31 @@ def _tests(ctx: _Ctx, node: yaml.Node) -> tuple[PolicyTest, ...]:
             else:
                 perm, subject = fields.get("permission", "edit"), fields["path"]
                 if perm not in ("edit", "write"):
-                    raise ctx.error(nodes["permission"], "gatekeeper.tests[].permission",
-                                    "must be edit or write")
+                    raise ctx.error(
+                        nodes["permission"],
+                        "gatekeeper.tests[].permission",
+                        "must be edit or write",
+                    )
             tests.append(PolicyTest(perm, subject, expect, fields.get("cwd"), ctx.source(item)))
     return tuple(tests)
 
 
 def parse_policy(text: str, path: str, name: str | None = None) -> Policy:
     """Parse an agent file's text into a :class:`Policy` (pure: no I/O)."""
-    if "\x00" in text:
-        raise PolicyError(f"{path}: contains a NUL byte: not a text file")
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise PolicyError(
+            f"{path}:{line}: contains a NUL byte: not a text file; remove it or save the file "
+            "as plain UTF-8 text"
+        )
     front, first_line = split_frontmatter(text, path)
-    ctx = _Ctx(path, first_line)
+    ctx = _Ctx(path, first_line, front)
     try:
         root = yaml.compose(front, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = (mark.line + first_line) if mark is not None else first_line
+        line = _file_line(front, first_line, mark) if mark is not None else first_line
         problem = getattr(exc, "problem", None) or str(exc)
         raise PolicyError(f"{path}:{line}: invalid YAML in frontmatter: {problem}") from None
     if root is None:
@@ -341,7 +384,7 @@ def parse_policy(text: str, path: str, name: str | None = None) -> Policy:
         elif key == "gatekeeper":
             tests = _tests(ctx, v)
         elif key == "name":
-            value = _scalar(v) if isinstance(v, yaml.ScalarNode) else None
+            value = _scalar(ctx, v, "name") if isinstance(v, yaml.ScalarNode) else None
             if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", value):
                 raise ctx.error(v, "name", "must be a plain name (letters, digits, . _ -)")
             agent_name = value
@@ -380,7 +423,10 @@ def load_policy_file(path: str | Path) -> Policy:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PolicyError(f"{p}: not valid UTF-8 (byte {exc.start}): save it as UTF-8") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise PolicyError(
+            f"{p}:{line}: not valid UTF-8 (byte {exc.start}): save the file as UTF-8"
+        ) from None
     return parse_policy(text, str(p))
 
 

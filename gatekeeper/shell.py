@@ -42,24 +42,23 @@ _LANGUAGE = Language(tree_sitter_bash.language())
 
 # Leading VAR=value assignments that cannot change what a command does in a harmful way.
 HARMLESS_VARS = frozenset(
-    {
-        "CI", "NODE_ENV", "RUST_LOG", "RUST_BACKTRACE", "DEBUG", "FORCE_COLOR", "NO_COLOR",
-        "CLICOLOR", "CLICOLOR_FORCE", "COLUMNS", "LINES", "TERM", "LANG", "LANGUAGE", "LC_ALL",
-        "LC_CTYPE", "LC_MESSAGES", "LC_COLLATE", "LC_NUMERIC", "LC_TIME", "TZ",
-        "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "PYTHONWARNINGS",
-        "PYTEST_ADDOPTS", "VERBOSE", "CARGO_TERM_COLOR", "GOOS", "GOARCH", "CGO_ENABLED",
-        "DOTNET_CLI_TELEMETRY_OPTOUT", "NEXT_TELEMETRY_DISABLED", "HUSKY", "NPM_CONFIG_LOGLEVEL",
-    }
+    (
+        "CI NODE_ENV RUST_LOG RUST_BACKTRACE DEBUG FORCE_COLOR NO_COLOR CLICOLOR "
+        "CLICOLOR_FORCE COLUMNS LINES TERM LANG LANGUAGE LC_ALL LC_CTYPE LC_MESSAGES "
+        "LC_COLLATE LC_NUMERIC LC_TIME TZ PYTHONUNBUFFERED PYTHONDONTWRITEBYTECODE "
+        "PYTHONHASHSEED VERBOSE CARGO_TERM_COLOR GOOS GOARCH "
+        "CGO_ENABLED DOTNET_CLI_TELEMETRY_OPTOUT NEXT_TELEMETRY_DISABLED HUSKY "
+        "NPM_CONFIG_LOGLEVEL"
+    ).split()
 )
 # Not matched against bash rules: they only change the directory (as opencode treats them).
 DIRECTORY_COMMANDS = frozenset({"cd", "pushd", "popd"})
 # Commands whose non-option arguments are paths checked against external_directory.
 FILE_COMMANDS = frozenset(
-    {
-        "rm", "rmdir", "cp", "mv", "mkdir", "touch", "chmod", "chown", "chgrp", "cat", "ln",
-        "truncate", "shred", "head", "tail", "less", "more", "unlink", "install", "tee", "ls",
-        "stat", "file", "find", "dd",
-    }
+    (
+        "rm rmdir cp mv mkdir touch chmod chown chgrp cat ln truncate shred head tail less "
+        "more unlink install tee ls stat file find dd"
+    ).split()
 )
 _FIRST_ARG_NOT_PATH = frozenset({"chmod", "chown", "chgrp"})
 SHELLS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "mksh", "ash", "yash", "posh"})
@@ -146,8 +145,19 @@ def is_plain_command_word(text: str) -> bool:
 
 
 _ANSI_SIMPLE = {
-    "a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r",
-    "t": "\t", "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?",
+    "a": "\a",
+    "b": "\b",
+    "e": "\x1b",
+    "E": "\x1b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "?": "?",
 }
 
 
@@ -360,8 +370,16 @@ class _Walker:
             return self.redirected(node, cwds, depth)
         if t == "command":
             return self.command(node, [], cwds, depth)
-        if t in ("if_statement", "elif_clause", "else_clause", "while_statement",
-                 "for_statement", "c_style_for_statement", "case_statement", "case_item"):
+        if t in (
+            "if_statement",
+            "elif_clause",
+            "else_clause",
+            "while_statement",
+            "for_statement",
+            "c_style_for_statement",
+            "case_statement",
+            "case_item",
+        ):
             return self.compound(node, cwds, depth)
         if t == "function_definition":
             body = node.child_by_field_name("body")
@@ -416,7 +434,9 @@ class _Walker:
         return ok, every
 
     def list_(self, node: Node, cwds: Cwds, depth: int) -> tuple[Cwds, Cwds]:
-        left = node.child_by_field_name("left") or (node.named_children[0] if node.named_children else None)
+        left = node.child_by_field_name("left") or (
+            node.named_children[0] if node.named_children else None
+        )
         kids = node.children
         if len(kids) != 3 or left is None:
             return self.sequence(node.named_children, cwds, depth)
@@ -672,15 +692,19 @@ class _Walker:
         if cmd == "env" and dynamic_dir:
             floor = "ask"
             notes.append("env changes directory")
-        if cmd == "env" and any(w.text in ("-S", "--split-string") or
-                                w.text.startswith(("-S", "--split-string=")) for w in args):
+        if cmd == "env" and any(
+            w.text in ("-S", "--split-string") or w.text.startswith(("-S", "--split-string="))
+            for w in args
+        ):
             self.unsure(" ".join(w.text for w in words), "env -S splits a string into a command")
         if not inner:
             if cmd == "xargs":
                 inner = [Word("echo", True)]
             else:
                 if floor != "allow":
-                    self.emit(Part("bash", " ".join(w.text for w in words), floor, "; ".join(notes)))
+                    self.emit(
+                        Part("bash", " ".join(w.text for w in words), floor, "; ".join(notes))
+                    )
                 return cwds, cwds
         inner_cwds = cwds
         self.simple(inner, floor, notes, inner_cwds, depth + 1, stdin_script)
@@ -759,7 +783,9 @@ class _Walker:
                     j += 1
                 inner = args[i + 1 : j]
                 if j >= len(args):
-                    self.unsure("find " + " ".join(a.text for a in args), "find -exec without ; or +")
+                    self.unsure(
+                        "find " + " ".join(a.text for a in args), "find -exec without ; or +"
+                    )
                 if inner:
                     # -execdir runs in each file's directory: the directory is unknown.
                     where = None if t in ("-execdir", "-okdir") else cwds
@@ -805,8 +831,14 @@ class _Walker:
             targets = [Word(self.home, True)]
         paths = self.resolve(targets[0], cwds)
         if paths is None:
-            self.emit(Part("external_directory", targets[0].text, "ask",
-                           "cd to a directory that is not fixed"))
+            self.emit(
+                Part(
+                    "external_directory",
+                    targets[0].text,
+                    "ask",
+                    "cd to a directory that is not fixed",
+                )
+            )
             return None, None
         for p in paths:
             if not self.inside_root(p):
@@ -837,8 +869,9 @@ class _Walker:
                 w = Word(w.text.split("=", 1)[1], w.static, w.pattern, w.node)
             resolved = self.resolve(w, cwds)
             if resolved is None:
-                self.emit(Part("external_directory", w.text, "ask",
-                               f"{cmd} on a path that is not fixed"))
+                self.emit(
+                    Part("external_directory", w.text, "ask", f"{cmd} on a path that is not fixed")
+                )
                 continue
             for p in resolved:
                 if not self.inside_root(p):
@@ -895,8 +928,9 @@ class _Walker:
                 self.scan(body, cwds, depth)
             text = _text(body)
             static = quoted or not any(
-                c.type in ("command_substitution", "simple_expansion", "expansion",
-                           "arithmetic_expansion") for c in body.children
+                c.type
+                in ("command_substitution", "simple_expansion", "expansion", "arithmetic_expansion")
+                for c in body.children
             )
             return text, static
         self.scan(r, cwds, depth)
@@ -916,8 +950,14 @@ class _Walker:
         if name_node is not None and name_node.type != "variable_name":
             name = None  # a[…]=x: an array element
         if standalone and (name is None or name not in HARMLESS_VARS):
-            self.emit(Part("bash", _text(node), "ask",
-                           f"sets {name or 'an array element'} for the rest of the line"))
+            self.emit(
+                Part(
+                    "bash",
+                    _text(node),
+                    "ask",
+                    f"sets {name or 'an array element'} for the rest of the line",
+                )
+            )
         return name
 
     def scan(self, node: Node, cwds: Cwds, depth: int, *, test_context: bool = False) -> None:
@@ -949,13 +989,12 @@ class _Walker:
 
 
 _STATEMENTS = frozenset(
-    {
-        "command", "list", "pipeline", "subshell", "compound_statement", "redirected_statement",
-        "negated_command", "if_statement", "while_statement", "for_statement",
-        "c_style_for_statement", "case_statement", "function_definition", "declaration_command",
-        "unset_command", "test_command", "variable_assignments", "do_group",
-        "elif_clause", "else_clause", "case_item",
-    }
+    (
+        "command list pipeline subshell compound_statement redirected_statement "
+        "negated_command if_statement while_statement for_statement c_style_for_statement "
+        "case_statement function_definition declaration_command unset_command test_command "
+        "variable_assignments do_group elif_clause else_clause case_item"
+    ).split()
 )
 
 
@@ -1050,8 +1089,10 @@ class WrapperSpec:
                 i += 1
                 continue
             break
-        while self.assignments and i < len(args) and re.match(
-            r"^[A-Za-z_][A-Za-z0-9_]*=", args[i].text
+        while (
+            self.assignments
+            and i < len(args)
+            and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", args[i].text)
         ):
             assigns.append(args[i])
             i += 1
@@ -1061,62 +1102,70 @@ class WrapperSpec:
         return list(args[i:]), assigns, changes_dir
 
 
-def _opts(*names: str) -> frozenset[str]:
-    return frozenset(names)
+def _opts(names: str = "") -> frozenset[str]:
+    return frozenset(names.split())
 
 
 WRAPPERS: dict[str, WrapperSpec] = {
     "sudo": WrapperSpec(
-        _opts("-A", "-b", "-E", "-H", "-i", "-K", "-k", "-n", "-P", "-S", "-s", "-V", "-v",
-              "--askpass", "--background", "--preserve-env", "--set-home", "--login",
-              "--remove-timestamp", "--reset-timestamp", "--non-interactive",
-              "--preserve-groups", "--stdin", "--shell"),
-        _opts("-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-T", "-U", "--user", "--group",
-              "--host", "--prompt", "--close-from", "--chdir", "--role", "--type",
-              "--command-timeout", "--other-user"),
+        _opts(
+            "-A -b -E -H -i -K -k -n -P -S -s -V -v --askpass --background --preserve-env "
+            "--set-home --login --remove-timestamp --reset-timestamp --non-interactive "
+            "--preserve-groups --stdin --shell"
+        ),
+        _opts(
+            "-u -g -h -p -C -D -r -t -T -U --user --group --host --prompt --close-from --chdir "
+            "--role --type --command-timeout --other-user"
+        ),
         assignments=True,
-        dir_options=_opts("-D", "--chdir"),
+        dir_options=_opts("-D --chdir"),
     ),
-    "doas": WrapperSpec(_opts("-n", "-s", "-L"), _opts("-u", "-C")),
+    "doas": WrapperSpec(_opts("-n -s -L"), _opts("-u -C")),
     "env": WrapperSpec(
-        _opts("-i", "-0", "-v", "--ignore-environment", "--null", "--debug", "-"),
-        _opts("-u", "--unset", "-C", "--chdir", "-S", "--split-string", "--block-signal",
-              "--default-signal", "--ignore-signal", "-P"),
+        _opts("-i -0 -v --ignore-environment --null --debug -"),
+        _opts(
+            "-u --unset -C --chdir -S --split-string --block-signal --default-signal "
+            "--ignore-signal -P"
+        ),
         assignments=True,
-        dir_options=_opts("-C", "--chdir"),
+        dir_options=_opts("-C --chdir"),
     ),
-    "nice": WrapperSpec(_opts("-N"), _opts("-n", "--adjustment")),
-    "ionice": WrapperSpec(_opts("-t", "--ignore"), _opts("-c", "-n", "--class", "--classdata")),
-    "nohup": WrapperSpec(_opts(), _opts()),
+    "nice": WrapperSpec(_opts("-N"), _opts("-n --adjustment")),
+    "ionice": WrapperSpec(_opts("-t --ignore"), _opts("-c -n --class --classdata")),
+    "nohup": WrapperSpec(_opts(""), _opts("")),
     "timeout": WrapperSpec(
-        _opts("-v", "--verbose", "--preserve-status", "--foreground"),
-        _opts("-s", "-k", "--signal", "--kill-after"),
+        _opts("-v --verbose --preserve-status --foreground"),
+        _opts("-s -k --signal --kill-after"),
         positional=1,
     ),
     "time": WrapperSpec(
-        _opts("-p", "-v", "-a", "--portability", "--verbose", "--append", "-q", "--quiet"),
-        _opts("-f", "-o", "--format", "--output"),
+        _opts("-p -v -a --portability --verbose --append -q --quiet"),
+        _opts("-f -o --format --output"),
     ),
-    "command": WrapperSpec(_opts("-p", "-v", "-V"), _opts()),
-    "builtin": WrapperSpec(_opts(), _opts()),
-    "exec": WrapperSpec(_opts("-c", "-l"), _opts("-a")),
-    "coproc": WrapperSpec(_opts(), _opts()),
-    "stdbuf": WrapperSpec(_opts(), _opts("-i", "-o", "-e", "--input", "--output", "--error")),
-    "setsid": WrapperSpec(_opts("-c", "-f", "-w", "--ctty", "--fork", "--wait"), _opts()),
+    "command": WrapperSpec(_opts("-p -v -V"), _opts("")),
+    "builtin": WrapperSpec(_opts(""), _opts("")),
+    "exec": WrapperSpec(_opts("-c -l"), _opts("-a")),
+    "coproc": WrapperSpec(_opts(""), _opts("")),
+    "stdbuf": WrapperSpec(_opts(""), _opts("-i -o -e --input --output --error")),
+    "setsid": WrapperSpec(_opts("-c -f -w --ctty --fork --wait"), _opts("")),
     "xargs": WrapperSpec(
-        _opts("-0", "-o", "-p", "-r", "-t", "-x", "--null", "--open-tty", "--interactive",
-              "--no-run-if-empty", "--verbose", "--exit", "--show-limits", "-e", "-i", "-l"),
-        _opts("-a", "-d", "-E", "-I", "-L", "-n", "-P", "-s", "--arg-file", "--delimiter",
-              "--eof", "--replace", "--max-lines", "--max-args", "--max-procs", "--max-chars",
-              "--process-slot-var"),
+        _opts(
+            "-0 -o -p -r -t -x --null --open-tty --interactive --no-run-if-empty --verbose "
+            "--exit --show-limits -e -i -l"
+        ),
+        _opts(
+            "-a -d -E -I -L -n -P -s --arg-file --delimiter --eof --replace --max-lines "
+            "--max-args --max-procs --max-chars --process-slot-var"
+        ),
     ),
 }
 
 WATCH_OPTS = WrapperSpec(
-    _opts("-b", "-c", "-C", "-e", "-g", "-p", "-t", "-w", "-x", "--beep", "--color",
-          "--no-color", "--errexit", "--chgexit", "--precise", "--no-title", "--no-wrap",
-          "--exec", "-d", "--differences"),
-    _opts("-n", "--interval", "-q", "--equexit"),
+    _opts(
+        "-b -c -C -e -g -p -t -w -x --beep --color --no-color --errexit --chgexit --precise "
+        "--no-title --no-wrap --exec -d --differences"
+    ),
+    _opts("-n --interval -q --equexit"),
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -50,6 +51,36 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--path", metavar="PATH", help="the file path to decide")
     check.add_argument("cmd", nargs="?", metavar="COMMAND",
                        help="the command line; '-' reads it from stdin as raw bytes")
+
+    serve = sub.add_parser("serve", help="run the daemon in the foreground")
+    serve.add_argument("--policy-dir", metavar="DIR",
+                       help="agent files (default: $GATEKEEPER_POLICY_DIR or the bundled ones)")
+    serve.add_argument("--socket", metavar="PATH",
+                       help="socket path (default: $XDG_RUNTIME_DIR/gatekeeper/gatekeeper.sock)")
+    serve.add_argument("--audit-log", metavar="PATH",
+                       help="audit log (default: $XDG_STATE_HOME/gatekeeper/audit.jsonl)")
+    serve.add_argument("--no-audit", action="store_true", help="write no audit log")
+    serve.add_argument("--default-agent", metavar="NAME",
+                       help="agent for requests that name none (default: 'default')")
+    serve.add_argument("--approval-timeout", type=float, metavar="SECONDS",
+                       help="deny a run nobody answered within this time (default: 120)")
+    serve.add_argument("--grace", type=float, metavar="SECONDS",
+                       help="on SIGTERM, let runs finish this long before killing them (5)")
+    serve.add_argument("--config", metavar="FILE",
+                       help="TOML config file (default: ~/.config/gatekeeper/config.toml)")
+
+    run = sub.add_parser("run", help="run a command through the daemon",
+                         description="Run COMMAND through the daemon. Exits with the "
+                         "command's status; 126 when blocked, 125 when the daemon is unavailable.")
+    run.add_argument("--agent", metavar="NAME", help="agent (default: $GATEKEEPER_AGENT or the "
+                     "daemon's default)")
+    run.add_argument("--socket", metavar="PATH", help="daemon socket")
+    run.add_argument("--timeout", type=float, metavar="SECONDS", help="kill the command after")
+    run.add_argument("words", nargs=argparse.REMAINDER, metavar="-- COMMAND…")
+
+    status = sub.add_parser("status", help="show whether the daemon runs and what it serves")
+    status.add_argument("--socket", metavar="PATH", help="daemon socket")
+    status.add_argument("--json", action="store_true")
 
     pol = sub.add_parser("policy", help="lint or explain agent files")
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
@@ -101,6 +132,29 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             cwd=args.cwd,
             as_json=args.json,
         )
+    if args.command == "serve":
+        from gatekeeper.commands import serve as serve_cmd
+
+        return serve_cmd.run(
+            policy_dir_flag=args.policy_dir,
+            socket_flag=args.socket,
+            audit_log_flag=args.audit_log,
+            no_audit=args.no_audit,
+            default_agent=args.default_agent,
+            approval_timeout=args.approval_timeout,
+            grace=args.grace,
+            config_file=args.config,
+        )
+    if args.command == "run":
+        from gatekeeper.commands import run as run_cmd
+
+        return run_cmd.run(words=args.words, socket_path=args.socket,
+                           agent=args.agent or os.environ.get("GATEKEEPER_AGENT"),
+                           timeout=args.timeout)
+    if args.command == "status":
+        from gatekeeper.commands import status as status_cmd
+
+        return status_cmd.run(socket_path=args.socket, as_json=args.json)
     if args.command == "policy":
         if args.policy_command == "lint":
             return policy_cmd.lint(files=args.files, strict=args.strict, as_json=args.json)

@@ -7,12 +7,14 @@ subject, its decision and the rule that matched it, so it can always explain its
 from __future__ import annotations
 
 import posixpath
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from gatekeeper.errors import BadInput
-from gatekeeper.policy import STRICTNESS, Action, Policy, Rule
+from gatekeeper.policy import STRICTNESS, Action, Policy, Rule, RuleSet
 from gatekeeper.shell import Analysis, Part, analyse, check_input
 
 _CACHEABLE = 4096  # commands up to this length keep their analysis in an LRU cache
@@ -71,19 +73,29 @@ def _stricter(a: Action, b: Action) -> Action:
     return a if STRICTNESS[a] >= STRICTNESS[b] else b
 
 
-def decide_part(policy: Policy, part: Part) -> PartDecision:
-    """Decide one part: its rule, its normalised spellings (only ever stricter), its floor."""
+# Rules a human added with "always" for the daemon's lifetime: permission → allow rules.
+Session = Mapping[str, RuleSet]
+
+
+def decide_part(policy: Policy, part: Part, session: Session | None = None) -> PartDecision:
+    """Decide one part: its rule, its normalised spellings (only ever stricter), its floor.
+
+    Session rules (a human's "always") turn an ``ask`` into ``allow``; they never override a
+    ``deny`` or a floor (what gatekeeper cannot read is asked about every time).
+    """
     action, rule = policy.lookup(part.permission, part.subject)
     for variant in part.variants:
         v_action, v_rule = policy.lookup(part.permission, variant)
         if STRICTNESS[v_action] > STRICTNESS[action]:
             action, rule = v_action, v_rule
-    note = part.note
+    if action == "ask" and session is not None:
+        rs = session.get(part.permission)
+        s_rule = rs.lookup(part.subject) if rs is not None else None
+        if s_rule is not None:
+            action, rule = s_rule.action, s_rule
     if STRICTNESS[part.floor] > STRICTNESS[action]:
         action = part.floor
-    elif part.floor == "allow":
-        note = part.note
-    return PartDecision(part.permission, part.subject, action, rule, note)
+    return PartDecision(part.permission, part.subject, action, rule, part.note)
 
 
 def combine(parts: tuple[PartDecision, ...], agent: str = "") -> Decision:
@@ -125,11 +137,52 @@ def analyse_command(command: str | bytes, cwd: str, home: str | None = None) -> 
 
 
 def decide_command(
-    policy: Policy, command: str | bytes, cwd: str, home: str | None = None
+    policy: Policy,
+    command: str | bytes,
+    cwd: str,
+    home: str | None = None,
+    *,
+    session: Session | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Decision:
-    """Decide a shell command line run in ``cwd`` (the project root) under ``policy``."""
+    """Decide a shell command line run in ``cwd`` (the project root) under ``policy``.
+
+    ``env``, when given, is the environment the command will run with: variables that change
+    how bash itself runs make the decision ask (see :func:`env_parts`).
+    """
     analysis = analyse_command(command, cwd, home)
-    return combine(tuple(decide_part(policy, p) for p in analysis.parts), policy.name)
+    parts = analysis.parts + (env_parts(env) if env is not None else ())
+    return combine(tuple(decide_part(policy, p, session) for p in parts), policy.name)
+
+
+# Variables that change what bash runs before or instead of the command it was given.
+_SHELL_ENV = frozenset(
+    {
+        "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "GLOBIGNORE",
+        "IFS", "CDPATH", "EXECIGNORE", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT",
+        "BASH_XTRACEFD", "BASH_LOADABLES_PATH",
+    }
+)
+_RELATIVE_PATH_ENTRY = re.compile(r"(^|:)(?!/)[^:]*(:|$)|(^|:)(:|$)")
+
+
+def env_parts(env: Mapping[str, str]) -> tuple[Part, ...]:
+    """Parts that make a run ask because of its environment.
+
+    Exported functions (``BASH_FUNC_x%%``) can replace any command; ``BASH_ENV`` and friends
+    run code before the command; a ``PATH`` with an empty or relative entry finds commands in
+    whatever directory the command runs in.
+    """
+    out: list[Part] = []
+    for name in sorted(env):
+        if name in _SHELL_ENV or name.startswith("BASH_FUNC_"):
+            out.append(Part("bash", f"env {name}", "ask",
+                            f"the environment sets {name}, which changes what bash runs"))
+    path = env.get("PATH")
+    if path is not None and (path == "" or _RELATIVE_PATH_ENTRY.search(path)):
+        out.append(Part("bash", "env PATH", "ask",
+                        "PATH has an empty or relative entry: commands may come from the project"))
+    return tuple(out)
 
 
 def path_parts(permission: str, path: str, cwd: str, home: str | None = None) -> tuple[Part, ...]:
@@ -151,12 +204,18 @@ def path_parts(permission: str, path: str, cwd: str, home: str | None = None) ->
 
 
 def decide_path(
-    policy: Policy, permission: str, path: str | bytes, cwd: str, home: str | None = None
+    policy: Policy,
+    permission: str,
+    path: str | bytes,
+    cwd: str,
+    home: str | None = None,
+    *,
+    session: Session | None = None,
 ) -> Decision:
     """Decide an edit or write of ``path`` (relative to ``cwd``, the project root)."""
     text = check_input(path)
     parts = path_parts(permission, text, cwd, home)
-    return combine(tuple(decide_part(policy, p) for p in parts), policy.name)
+    return combine(tuple(decide_part(policy, p, session) for p in parts), policy.name)
 
 
 def decide_other(policy: Policy, permission: str, subject: str) -> Decision:

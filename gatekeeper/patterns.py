@@ -11,9 +11,12 @@ Meaning (architecture.md §2, compatible with opencode's ``Wildcard.match``):
 * the last matching rule in file order wins.
 
 :class:`Matcher` answers "which is the last rule that matches?" at a cost that does not grow
-with the number of rules: rules are bucketed by their literal prefix (the text before the first
-wildcard), and a subject only looks up the buckets for the few distinct prefix *lengths* that
-exist, which is bounded by the longest prefix, not by the rule count.
+with the number of rules. Patterns without wildcards (and the bare form of ``"ls *"``) are one
+dictionary lookup of the whole subject. The others are bucketed by their literal prefix (the
+text before the first wildcard); every prefix *of* a literal prefix is indexed too, so a
+subject walks that index one character at a time and stops at the first of its own prefixes
+that no rule starts with: the walk is bounded by the longest literal prefix the subject shares
+with some rule, not by the rule count, and only the buckets on that path are checked.
 """
 
 from __future__ import annotations
@@ -80,21 +83,31 @@ def _compile_one(index: int, pattern: str) -> _Compiled:
 class Matcher:
     """All patterns of one permission, compiled; answers the index of the last matching one."""
 
-    __slots__ = ("_bare", "_buckets", "_lengths", "_patterns")
+    __slots__ = ("_exact", "_index", "_patterns", "_root")
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self._patterns = tuple(patterns)
         buckets: dict[str, list[_Compiled]] = {}
-        bare: dict[str, int] = {}
+        exact: dict[str, int] = {}
         for i, pattern in enumerate(self._patterns):
             c = _compile_one(i, pattern)
+            if c.kind == 0:
+                exact[pattern] = i  # later rules overwrite earlier ones: last wins
+                continue
             buckets.setdefault(c.prefix, []).append(c)
             if c.bare is not None:
-                bare[c.bare] = i  # later rules overwrite earlier ones: last wins
-        # Newest rule first inside a bucket, so a bucket can stop at its first hit.
-        self._buckets = {k: tuple(reversed(v)) for k, v in buckets.items()}
-        self._lengths = tuple(sorted({len(k) for k in buckets}))
-        self._bare = bare
+                exact[c.bare] = i
+        # Newest rule first inside a bucket, so a bucket can stop at its first hit. Every
+        # prefix of a literal prefix is a key (with no rules of its own unless it is one).
+        index: dict[str, tuple[_Compiled, ...]] = {}
+        for prefix in buckets:
+            for k in range(1, len(prefix)):
+                index.setdefault(prefix[:k], ())
+        for prefix, bucket in buckets.items():
+            index[prefix] = tuple(reversed(bucket))
+        self._root = index.pop("", ())
+        self._index = index
+        self._exact = exact
 
     @property
     def patterns(self) -> tuple[str, ...]:
@@ -105,26 +118,26 @@ class Matcher:
 
     def match(self, subject: str) -> int | None:
         """Index of the last pattern (in file order) that matches ``subject``, or None."""
-        best = self._bare.get(subject, -1)
-        n = len(subject)
-        buckets = self._buckets
-        for length in self._lengths:
-            if length > n:
-                break
-            bucket = buckets.get(subject[:length])
+        best = self._exact.get(subject, -1)
+        best = _scan(self._root, subject, best)
+        index = self._index
+        for length in range(1, len(subject) + 1):
+            bucket = index.get(subject[:length])
             if bucket is None:
-                continue
-            for c in bucket:
-                if c.index <= best:
-                    break
-                if c.kind == 0:
-                    if length == n:
-                        best = c.index
-                        break
-                elif c.kind == 1 or (c.regex is not None and c.regex.fullmatch(subject)):
-                    best = c.index
-                    break
+                break
+            if bucket:
+                best = _scan(bucket, subject, best)
         return best if best >= 0 else None
+
+
+def _scan(bucket: tuple[_Compiled, ...], subject: str, best: int) -> int:
+    """The best index after checking one bucket (newest rule first) against ``subject``."""
+    for c in bucket:
+        if c.index <= best:
+            return best
+        if c.kind == 1 or (c.regex is not None and c.regex.fullmatch(subject)):
+            return c.index
+    return best
 
 
 def naive_match(patterns: Iterable[str], subject: str) -> int | None:

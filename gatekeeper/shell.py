@@ -36,6 +36,7 @@ MAX_COMMAND_BYTES = 64 * 1024  # longer lines are never parsed: ask
 MAX_DEPTH = 24  # nesting of substitutions, re-parsed strings and wrappers
 MAX_NODES = 20_000  # tree nodes visited per line
 MAX_PARTS = 512
+MAX_NESTING = 100  # statements inside statements (keeps the walk far from Python's stack limit)
 MAX_CWDS = 8
 
 _LANGUAGE = Language(tree_sitter_bash.language())
@@ -261,16 +262,26 @@ def word_of(node: Node) -> Word:
             return Word(_text(node), False, False, node)
         return Word(decoded, True, False, node)
     if t in ("string", "translated_string"):
+        # Work from the source bytes: tree-sitter folds blanks into its quote and `$` tokens
+        # (`" "` has no string_content), so the children alone lose characters.
+        data = node.text or b""
+        base = node.start_byte
+        lo = data.index(b'"') + 1 if b'"' in data else 0
+        hi = len(data) - 1 if len(data) > lo and data.endswith(b'"') else len(data)
         pieces: list[str] = []
         static = True
-        for c in node.children:
-            if c.type in ('"', "$"):
-                continue
+        pos = lo
+        for c in node.named_children:
             if c.type == "string_content":
-                pieces.append(_unescape_double(_text(c)))
-            else:
-                static = False
-                pieces.append(_text(c))
+                continue
+            a, b = c.start_byte - base, c.end_byte - base
+            if a < pos or b > hi:
+                continue
+            pieces.append(_unescape_double(data[pos:a].decode("utf-8", "surrogateescape")))
+            pieces.append(_text(c))
+            static = False
+            pos = b
+        pieces.append(_unescape_double(data[pos:hi].decode("utf-8", "surrogateescape")))
         return Word("".join(pieces), static, False, node)
     if t == "concatenation":
         parts = [word_of(c) for c in node.children]
@@ -302,7 +313,8 @@ class _Walker:
         self.home = home
         self.parts: list[Part] = []
         self.budget = _Budget()
-        self.cwd_changed_in_function = False
+        self.level = 0  # statements being walked, one inside the other
+        self.too_deep = False
 
     # -- emitting ---------------------------------------------------------------------------
 
@@ -326,7 +338,17 @@ class _Walker:
         if len(text.encode("utf-8", "surrogateescape")) > MAX_COMMAND_BYTES:
             self.unsure(text[:200], f"longer than {MAX_COMMAND_BYTES} bytes: not checked")
             return None
-        tree = Parser(_LANGUAGE).parse(text.encode("utf-8", "surrogateescape"))
+        data = text.encode("utf-8", "surrogateescape")
+        tree = Parser(_LANGUAGE).parse(data)
+        for _ in range(4):
+            # bash removes a backslash-newline outside quotes before it splits words
+            # (`r\<newline>m` is `rm`); tree-sitter takes it for a blank. Remove, parse again.
+            joined = _join_continuations(data, tree.root_node)
+            if joined is None:
+                break
+            data = joined
+            text = data.decode("utf-8", "surrogateescape")
+            tree = Parser(_LANGUAGE).parse(data)
         root = tree.root_node
         if root.has_error:
             self.unsure(text, "bash syntax gatekeeper cannot parse with confidence")
@@ -342,6 +364,18 @@ class _Walker:
 
     def stmt(self, node: Node, cwds: Cwds, depth: int) -> tuple[Cwds, Cwds]:
         """Walk a statement; return (directories if it succeeded, directories whatever happened)."""
+        if self.level >= MAX_NESTING:
+            if not self.too_deep:
+                self.too_deep = True
+                self.unsure(_text(node)[:200], "nested too deeply to check")
+            return None, None
+        self.level += 1
+        try:
+            return self._stmt(node, cwds, depth)
+        finally:
+            self.level -= 1
+
+    def _stmt(self, node: Node, cwds: Cwds, depth: int) -> tuple[Cwds, Cwds]:
         self.budget.nodes += 1
         if self.budget.nodes > MAX_NODES:
             if not self.budget.exhausted:
@@ -353,7 +387,7 @@ class _Walker:
             return None, None
         t = node.type
         if t in ("program", "compound_statement", "do_group"):
-            return self.sequence(node.named_children, cwds, depth)
+            return self.sequence(node.children, cwds, depth)
         if t == "list":
             return self.list_(node, cwds, depth)
         if t == "pipeline":
@@ -361,7 +395,7 @@ class _Walker:
                 self.stmt(c, cwds, depth)
             return cwds, cwds
         if t == "subshell":
-            self.sequence(node.named_children, cwds, depth)
+            self.sequence(node.children, cwds, depth)
             return cwds, cwds
         if t == "negated_command":
             ok, every = self.sequence(node.named_children, cwds, depth)
@@ -397,11 +431,16 @@ class _Walker:
         if t in ("declaration_command", "unset_command"):
             words = [self.expand(c, cwds, depth) for c in node.children if c.is_named]
             keyword = _text(node.children[0]) if node.children else t
+            floor: Floor = "allow"
+            note: str | None = None
             for c in node.named_children:
                 if c.type == "variable_assignment":
-                    self.assignment(c, cwds, depth, standalone=False)
+                    name = self.assignment(c, cwds, depth, standalone=False)
+                    if name not in HARMLESS_VARS and keyword != "local":
+                        # `export PATH=…` changes what every later command is.
+                        floor, note = "ask", f"sets {name or 'an array element'}"
             subject = " ".join([keyword, *(w.text for w in words)])
-            self.emit(Part("bash", subject))
+            self.emit(Part("bash", subject, floor, note))
             return cwds, cwds
         if t == "test_command":
             self.scan(node, cwds, depth, test_context=True)
@@ -419,7 +458,7 @@ class _Walker:
         return None, None
 
     def sequence(self, nodes: Iterable[Node], cwds: Cwds, depth: int) -> tuple[Cwds, Cwds]:
-        items = list(nodes)
+        items = [c for c in nodes if c.is_named or c.type == "&"]
         ok = every = cwds
         for i, c in enumerate(items):
             if c.type == "&":
@@ -433,22 +472,35 @@ class _Walker:
                 ok, every = self.stmt(c, every, depth)
         return ok, every
 
-    def list_(self, node: Node, cwds: Cwds, depth: int) -> tuple[Cwds, Cwds]:
-        left = node.child_by_field_name("left") or (
-            node.named_children[0] if node.named_children else None
-        )
-        kids = node.children
-        if len(kids) != 3 or left is None:
-            return self.sequence(node.named_children, cwds, depth)
-        op = kids[1].type
-        ok_l, all_l = self.stmt(kids[0], cwds, depth)
-        if op == "&&":
-            ok_r, all_r = self.stmt(kids[2], ok_l, depth)
-            return ok_r, _union(all_l, all_r)
-        if op == "||":
-            ok_r, all_r = self.stmt(kids[2], all_l, depth)
-            return _union(ok_l, ok_r), _union(all_l, all_r)
-        return self.stmt(kids[2], all_l, depth)
+    def list_(
+        self,
+        node: Node,
+        cwds: Cwds,
+        depth: int,
+        tail: tuple[list[Node], list[Node]] | None = None,
+    ) -> tuple[Cwds, Cwds]:
+        chain: list[tuple[str, Node]] = []  # (operator, right side), iteratively: no recursion
+        cur = node
+        while cur.type == "list" and len(cur.children) == 3:
+            chain.append((cur.children[1].type, cur.children[2]))
+            cur = cur.children[0]
+        if not chain:
+            return self.sequence(node.children, cwds, depth)
+        chain.reverse()
+        ok, every = self.stmt(cur, cwds, depth)
+        for k, (op, right) in enumerate(chain):
+            start = ok if op == "&&" else every
+            if tail is not None and k == len(chain) - 1:
+                ok_r, all_r = self.with_redirects(right, tail[0], tail[1], start, depth)
+            else:
+                ok_r, all_r = self.stmt(right, start, depth)
+            if op == "&&":
+                ok, every = ok_r, _union(every, all_r)
+            elif op == "||":
+                ok, every = _union(ok, ok_r), _union(every, all_r)
+            else:
+                ok, every = ok_r, all_r
+        return ok, every
 
     def compound(self, node: Node, cwds: Cwds, depth: int) -> tuple[Cwds, Cwds]:
         # Bodies of if/while/for/case may run or not, once or many times: every directory
@@ -475,18 +527,43 @@ class _Walker:
         for r in redirects:
             extra_words.extend(self.redirect_extra_words(r))
             continuations.extend(self.redirect_continuations(r))
-        if body is not None and body.type == "command":
-            ok, every = self.command(body, redirects, cwds, depth, extra_words)
-        else:
-            if body is not None:
-                ok, every = self.stmt(body, cwds, depth)
-            else:
-                ok, every = cwds, cwds
+        if body is None:
             for r in redirects:
                 self.redirect(r, None, cwds, depth)
-            if extra_words:
-                self.unsure(_text(node)[:200], "words after a redirection of a compound command")
+            ok, every = cwds, cwds
+        else:
+            ok, every = self.with_redirects(body, redirects, extra_words, cwds, depth)
         return self.continue_after(continuations, ok, every, depth)
+
+    def with_redirects(
+        self,
+        body: Node,
+        redirects: list[Node],
+        extra_words: list[Node],
+        cwds: Cwds,
+        depth: int,
+    ) -> tuple[Cwds, Cwds]:
+        """Walk ``body`` with redirections that tree-sitter hung on it.
+
+        tree-sitter reads ``cd d && echo > f`` as ``(cd d && echo) > f``; bash gives the
+        redirection to the last command only, which runs in ``d``: follow bash.
+        """
+        if body.type == "command":
+            return self.command(body, redirects, cwds, depth, extra_words)
+        if body.type == "list" and len(body.children) == 3:
+            return self.list_(body, cwds, depth, (redirects, extra_words))
+        if body.type == "pipeline" and body.named_children:
+            kids = body.named_children
+            for c in kids[:-1]:
+                self.stmt(c, cwds, depth)
+            self.with_redirects(kids[-1], redirects, extra_words, cwds, depth)
+            return cwds, cwds
+        ok, every = self.stmt(body, cwds, depth)
+        for r in redirects:
+            self.redirect(r, None, cwds, depth)
+        if extra_words:
+            self.unsure(_text(body)[:200], "words after a redirection of a compound command")
+        return ok, every
 
     def continue_after(
         self, nodes: list[Node], ok: Cwds, every: Cwds, depth: int
@@ -518,7 +595,8 @@ class _Walker:
         if r.type != "file_redirect":
             return []
         dests = [c for c in r.children if c.is_named and c.type != "file_descriptor"]
-        return dests[1:]
+        groups = _touching_groups(dests)
+        return [n for g in groups[1:] for n in g]
 
     @staticmethod
     def redirect_continuations(r: Node) -> list[Node]:
@@ -581,9 +659,13 @@ class _Walker:
             elif floor != "allow":
                 self.emit(Part("bash", _text(node), floor, "; ".join(notes)))
             return cwds, cwds
+        if _dropped_text(node):
+            floor = "ask"
+            notes.append("text between words tree-sitter did not read (e.g. a lone `\\ `)")
         name_inner = name_node.named_children[0] if name_node.named_children else name_node
-        words = [self.expand(name_inner, cwds, depth)]
-        words.extend(self.expand(a, cwds, depth) for a in args if a.type != "comment")
+        nodes = [name_inner, *(a for a in args if a.type != "comment")]
+        # tree-sitter splits `'r'\m` in two; bash reads touching pieces as one word.
+        words = [self.expand_group(g, cwds, depth) for g in _touching_groups(nodes)]
         stdin_script = None if heredoc_script is None else (heredoc_script, heredoc_static)
         return self.simple(words, floor, notes, cwds, depth, stdin_script)
 
@@ -599,6 +681,9 @@ class _Walker:
         """Decide one simple command given as words; unwrap wrappers into more parts."""
         if not words:
             return cwds, cwds
+        if depth > MAX_DEPTH:
+            self.unsure(" ".join(w.text for w in words)[:200], "nested too deeply to check")
+            return None, None
         name = words[0]
         subject = " ".join(w.text for w in words)
         if not name.static or name.pattern:
@@ -809,6 +894,8 @@ class _Walker:
             text = self.home + text[1:]
         if re.search(r"[{}]", text) and w.pattern:
             return None  # brace expansion may name other places
+        if w.pattern and any(_may_match_dotdot(c) for c in text.split("/")):
+            return None  # `.*` may match `..` (bash before 5.2, dotglob)
         if text.startswith("/"):
             return [posixpath.normpath(text)]
         if cwds is None:
@@ -880,6 +967,10 @@ class _Walker:
     def write_target(self, w: Word, cwds: Cwds) -> None:
         if w.static and (w.text in NOT_WRITES or _DEV_FD.match(w.text)):
             return
+        if w.pattern and re.search(r"[*?\[]", w.text):
+            # A glob target writes to whichever file it happens to match.
+            self.emit(Part("write", w.text, "ask", "writes to a path a glob picks"))
+            return
         resolved = self.resolve(w, cwds)
         if resolved is None:
             self.emit(Part("write", w.text, "ask", "writes to a path that is not fixed"))
@@ -905,7 +996,7 @@ class _Walker:
             op = ops[0] if ops else ""
             if not dests:
                 return None
-            dest = self.expand(dests[0], cwds, depth)
+            dest = self.expand_group(_touching_groups(dests)[0], cwds, depth)
             if op in _WRITE_OPS:
                 self.write_target(dest, cwds)
             elif op in (">&", "&>") or op == ">&-":
@@ -924,19 +1015,98 @@ class _Walker:
             quoted = start is not None and any(q in _text(start) for q in "'\"\\")
             if body is None:
                 return "", True
-            if not quoted:
-                self.scan(body, cwds, depth)
             text = _text(body)
-            static = quoted or not any(
-                c.type
-                in ("command_substitution", "simple_expansion", "expansion", "arithmetic_expansion")
-                for c in body.children
-            )
-            return text, static
+            if quoted:
+                return text, True
+            strip_tabs = any(c.type == "<<-" for c in r.children)
+            return text, self.heredoc_expansions(text, strip_tabs, cwds, depth)
         self.scan(r, cwds, depth)
         return None
 
+    def heredoc_expansions(self, text: str, strip_tabs: bool, cwds: Cwds, depth: int) -> bool:
+        """Walk what bash expands in an unquoted here-document body; True if it expands nothing.
+
+        The body is parsed again on its own (tree-sitter leaves ``<<-`` bodies and backticks
+        in bodies unparsed): ``$(…)`` and ``${…}`` are walked from the tree, backticks by hand.
+        """
+        if strip_tabs:
+            text = "\n".join(line.lstrip("\t") for line in text.split("\n"))
+        if not re.search(r"[$`]", text):
+            return True
+        delim = "GATEKEEPER_EOF"
+        while delim in text:
+            delim += "_"
+        data = f"cat <<{delim}\n{text}\n{delim}\n".encode("utf-8", "surrogateescape")
+        tree = Parser(_LANGUAGE).parse(data)
+        body = _first_of_type(tree.root_node, "heredoc_body")
+        if tree.root_node.has_error or body is None:
+            self.unsure(text[:200], "here-document gatekeeper cannot parse with confidence")
+            return False
+        if not body.children and re.search(r"\$[({]", text):
+            self.unsure(text[:200], "here-document gatekeeper cannot parse with confidence")
+            return False
+        blanked = bytearray(data[body.start_byte : body.end_byte])
+        for c in body.children:
+            if c.type == "heredoc_content":
+                continue
+            self.scan(c, cwds, depth)
+            if c.type == "command_substitution":
+                lo, hi = c.start_byte - body.start_byte, c.end_byte - body.start_byte
+                blanked[lo:hi] = b" " * (hi - lo)
+        self.loose_backticks(bytes(blanked).decode("utf-8", "surrogateescape"), cwds, depth)
+        return False
+
+    def loose_backticks(self, text: str, cwds: Cwds, depth: int) -> None:
+        """Walk the backtick substitutions of text bash expands but tree-sitter did not parse."""
+        i, n = 0, len(text)
+        while i < n:
+            ch = text[i]
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == "`":
+                j = i + 1
+                while j < n and text[j] != "`":
+                    j += 2 if text[j] == "\\" else 1
+                if j >= n:
+                    self.unsure(text[i : i + 200], "backtick without its closing backtick")
+                    return
+                self.backticks(text[i + 1 : j], False, cwds, depth)
+                i = j + 1
+                continue
+            i += 1
+
+    def backticks(self, body: str, in_double_quotes: bool, cwds: Cwds, depth: int) -> None:
+        """Walk the code of one `…` substitution as bash reads it."""
+        specials = '$`\\"' if in_double_quotes else "$`\\"
+        out: list[str] = []
+        i, n = 0, len(body)
+        while i < n:
+            if body[i] == "\\" and i + 1 < n and body[i + 1] in specials:
+                out.append(body[i + 1])
+                i += 2
+                continue
+            out.append(body[i])
+            i += 1
+        code = "".join(out)
+        if not code.strip():
+            self.unsure("``", "empty substitution")
+            return
+        self.source(code, cwds, depth + 1)
+
     # -- words and assignments --------------------------------------------------------------
+
+    def expand_group(self, nodes: Sequence[Node], cwds: Cwds, depth: int) -> Word:
+        """One bash word made of touching tree-sitter nodes."""
+        if len(nodes) == 1:
+            return self.expand(nodes[0], cwds, depth)
+        pieces = [self.expand(n, cwds, depth) for n in nodes]
+        return Word(
+            "".join(w.text for w in pieces),
+            all(w.static for w in pieces),
+            any(w.pattern for w in pieces),
+            nodes[0],
+        )
 
     def expand(self, node: Node, cwds: Cwds, depth: int) -> Word:
         """The word's value; every substitution inside it is walked as commands of its own."""
@@ -972,8 +1142,13 @@ class _Walker:
                     self.unsure("", "command line too large to check")
                 return
             t = n.type
+            if t == "command_substitution" and n.children and n.children[0].type == "`":
+                # bash reads `…` by removing the backslash of \\ \` \$ (and \" inside
+                # double quotes), then parses the result: nested backticks run too.
+                self.backticks(_text(n)[1:-1], _inside_double_quotes(n), cwds, depth)
+                continue
             if t in ("command_substitution", "process_substitution"):
-                inner = [c for c in n.named_children]
+                inner = list(n.named_children)
                 if not inner:
                     self.unsure(_text(n), "empty substitution")
                 self.sequence(inner, cwds, depth + 1)
@@ -996,6 +1171,85 @@ _STATEMENTS = frozenset(
         "variable_assignments do_group elif_clause else_clause case_item"
     ).split()
 )
+
+
+def _dropped_text(node: Node) -> bool:
+    """Whether anything but blanks lies between the children of node (tree-sitter drops `\\ `)."""
+    data = node.text or b""
+    base = node.start_byte
+    prev_end = None
+    for c in node.children:
+        if prev_end is not None and c.start_byte > prev_end:
+            gap = data[prev_end - base : c.start_byte - base]
+            if gap.strip(b" \t\n"):
+                return True
+        prev_end = c.end_byte
+    return False
+
+
+def _touching_groups(nodes: Sequence[Node]) -> list[list[Node]]:
+    """Split nodes into bash words: nodes with no blank between them are one word."""
+    groups: list[list[Node]] = []
+    for n in nodes:
+        if groups and groups[-1][-1].end_byte == n.start_byte:
+            groups[-1].append(n)
+        else:
+            groups.append([n])
+    return groups
+
+
+def _first_of_type(node: Node, node_type: str) -> Node | None:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.type == node_type:
+            return n
+        stack.extend(reversed(n.children))
+    return None
+
+
+def _inside_double_quotes(node: Node) -> bool:
+    p = node.parent
+    while p is not None:
+        if p.type == "string":
+            return True
+        if p.type in ("command_substitution", "process_substitution", "program"):
+            return False
+        p = p.parent
+    return False
+
+
+_TOKEN_TYPES = frozenset(
+    ("comment raw_string string ansi_c_string translated_string heredoc_body heredoc_start").split()
+)
+
+
+def _join_continuations(data: bytes, root: Node) -> bytes | None:
+    """``data`` without the backslash-newlines tree-sitter read as blanks; None if none."""
+    cuts: list[int] = []
+    i = data.find(b"\\\n")
+    while i != -1:
+        node: Node | None = root.descendant_for_byte_range(i, i + 1)
+        in_token = node is not None and node.child_count == 0 and node.start_byte <= i
+        while node is not None and not in_token:
+            in_token = node.type in _TOKEN_TYPES
+            node = node.parent
+        if not in_token:
+            cuts.append(i)
+        i = data.find(b"\\\n", i + 2)
+    if not cuts:
+        return None
+    out = bytearray()
+    last = 0
+    for c in cuts:
+        out += data[last:c]
+        last = c + 2
+    out += data[last:]
+    return bytes(out)
+
+
+def _may_match_dotdot(component: str) -> bool:
+    return component.startswith(".") and bool(re.search(r"[*?\[]", component))
 
 
 def _union(a: Cwds, b: Cwds) -> Cwds:

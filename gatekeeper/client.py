@@ -1,0 +1,183 @@
+"""A small synchronous client for the gatekeeper socket (protocol v1).
+
+::
+
+    from gatekeeper.client import Client
+
+    with Client() as gk:                       # $GATEKEEPER_SOCKET or the default path
+        d = gk.check("npm test && rm -rf build", cwd="/my/project", agent="backend-engineer")
+        print(d["decision"], d["reason"])
+        for event in gk.run("npm test", cwd="/my/project"):
+            if event["event"] == "output":
+                print(event["data"], end="")
+            elif event["event"] == "exit":
+                print("exit status", event["code"])
+
+Every method raises :class:`ClientError` (with ``code`` and ``message``) when the daemon
+answers with an error, and :class:`DaemonUnavailable` when there is no daemon to talk to.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.paths import default_socket
+from gatekeeper.protocol import MAX_LINE, VERSION
+
+
+class ClientError(GatekeeperError):
+    """The daemon answered a request with an error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class DaemonUnavailable(GatekeeperError):
+    """No daemon listens on the socket."""
+
+
+class Client:
+    """One connection to the daemon. Not thread-safe; use one per thread."""
+
+    def __init__(self, socket_path: str | Path | None = None, timeout: float | None = None) -> None:
+        self.socket_path = Path(socket_path) if socket_path else default_socket()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(str(self.socket_path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            self._sock.close()
+            raise DaemonUnavailable(
+                f"no gatekeeper daemon at {self.socket_path} ({exc.strerror}); "
+                "start one with `gatekeeper serve`"
+            ) from None
+        except OSError as exc:
+            self._sock.close()
+            raise DaemonUnavailable(f"cannot connect to {self.socket_path}: {exc}") from None
+        self._buf = b""
+        self._ids = itertools.count(1)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    # -- wire ---------------------------------------------------------------------------------
+
+    def send(self, op: str, request_id: str | int | None = None, **fields: Any) -> str | int:
+        rid: str | int = request_id if request_id is not None else next(self._ids)
+        body = {"v": VERSION, "id": rid, "op": op, **{k: v for k, v in fields.items()
+                                                      if v is not None}}
+        self._sock.sendall(json.dumps(body, ensure_ascii=False).encode() + b"\n")
+        return rid
+
+    def receive(self) -> dict[str, Any]:
+        """The next message from the daemon (reply or event)."""
+        while b"\n" not in self._buf:
+            data = self._sock.recv(65536)
+            if not data:
+                raise DaemonUnavailable("the daemon closed the connection")
+            self._buf += data
+            if len(self._buf) > 4 * MAX_LINE:
+                raise ClientError("too_large", "reply line too long")
+        line, self._buf = self._buf.split(b"\n", 1)
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its reply (raises ClientError on an error reply)."""
+        rid = self.send(op, **fields)
+        while True:
+            msg = self.receive()
+            if msg.get("id") != rid:
+                continue
+            if "error" in msg:
+                err = msg["error"]
+                raise ClientError(err.get("code", "?"), err.get("message", ""))
+            return msg
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def check(self, command: str, *, cwd: str | None = None, agent: str | None = None
+              ) -> dict[str, Any]:
+        """Decide a command; nothing runs. Returns ``decision``, ``reason``, ``parts``."""
+        return self.request("check", command=command, cwd=cwd or os.getcwd(), agent=agent)
+
+    def check_path(self, path: str, permission: str = "edit", *, cwd: str | None = None,
+                   agent: str | None = None) -> dict[str, Any]:
+        """Decide an edit or write of a file path."""
+        return self.request("check", path=path, permission=permission,
+                            cwd=cwd or os.getcwd(), agent=agent)
+
+    def run(
+        self,
+        command: str,
+        *,
+        cwd: str | None = None,
+        agent: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        stdin: str | None = None,
+        request_id: str | int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Run a command through the daemon; yields its events until ``exit`` or ``blocked``.
+
+        Output events carry text in ``data``; base64 output is decoded into ``bytes`` under
+        ``raw`` for convenience.
+        """
+        rid = self.send("run", request_id, command=command, cwd=cwd or os.getcwd(),
+                        agent=agent, env=dict(env) if env is not None else None,
+                        timeout=timeout, stdin=stdin)
+        while True:
+            msg = self.receive()
+            if msg.get("id") != rid:
+                continue
+            if "error" in msg:
+                err = msg["error"]
+                raise ClientError(err.get("code", "?"), err.get("message", ""))
+            if msg.get("event") == "output":
+                if msg.get("encoding") == "base64":
+                    msg["raw"] = base64.b64decode(msg["data"])
+                else:
+                    msg["raw"] = str(msg["data"]).encode()
+            yield msg
+            if msg.get("event") in ("exit", "blocked"):
+                return
+
+    def cancel(self, target: str | int) -> None:
+        """Ask the daemon to cancel a run of this connection (send only; events follow)."""
+        self.send("cancel", target=target)
+
+    def status(self) -> dict[str, Any]:
+        return self.request("status")
+
+    def reload(self) -> dict[str, Any]:
+        return self.request("reload")
+
+    def pending(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.request("pending")["pending"]
+        return items
+
+    def answer(self, request: str, answer: str, *, pattern: str | None = None,
+               message: str | None = None) -> dict[str, Any]:
+        """Answer a pending request: ``once``, ``always`` (with ``pattern``) or ``reject``."""
+        return self.request("answer", request=request, answer=answer, pattern=pattern,
+                            message=message)

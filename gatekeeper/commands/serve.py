@@ -1,0 +1,82 @@
+"""``gatekeeper serve``: run the daemon in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.paths import default_audit_log, default_socket
+from gatekeeper.selection import policy_dir
+from gatekeeper.server import ServeConfig, serve
+
+CONFIG_KEYS = {
+    "policy_dir", "socket", "audit_log", "default_agent", "approval_timeout", "grace",
+    "approvers_need_tty",
+}
+
+
+def default_config_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
+    return Path(base) / "gatekeeper" / "config.toml"
+
+
+def read_config(path: Path | None) -> dict[str, Any]:
+    """The [serve] table of the config file (flags override it)."""
+    explicit = path is not None
+    path = path or default_config_file()
+    if not path.exists():
+        if explicit:
+            raise GatekeeperError(f"{path}: no such config file")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise GatekeeperError(f"{path}: cannot read the config file: {exc}") from None
+    table = data.get("serve", {})
+    if not isinstance(table, dict):
+        raise GatekeeperError(f"{path}: [serve] must be a table")
+    unknown = set(table) - CONFIG_KEYS
+    if unknown:
+        raise GatekeeperError(
+            f"{path}: unknown key(s) in [serve]: {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(CONFIG_KEYS))}"
+        )
+    return table
+
+
+def run(
+    *,
+    policy_dir_flag: str | None,
+    socket_flag: str | None,
+    audit_log_flag: str | None,
+    no_audit: bool,
+    default_agent: str | None,
+    approval_timeout: float | None,
+    grace: float | None,
+    config_file: str | None,
+) -> int:
+    cfg = read_config(Path(config_file) if config_file else None)
+    audit: Path | None
+    if no_audit:
+        audit = None
+    else:
+        audit = Path(audit_log_flag or cfg.get("audit_log") or default_audit_log())
+    config = ServeConfig(
+        socket_path=Path(socket_flag or cfg.get("socket") or default_socket()),
+        policy_dir=policy_dir(policy_dir_flag or cfg.get("policy_dir")),
+        default_agent=default_agent or cfg.get("default_agent") or os.environ.get(
+            "GATEKEEPER_AGENT") or "default",
+        audit_log=audit,
+        approval_timeout=float(approval_timeout or cfg.get("approval_timeout") or 120.0),
+        grace=float(grace if grace is not None else cfg.get("grace", 5.0)),
+        approvers_need_tty=bool(cfg.get("approvers_need_tty", True)),
+    )
+    logging.getLogger("gatekeeper").setLevel(logging.INFO)
+    logging.getLogger("gatekeeper").info(
+        "gatekeeper serving policies from %s on %s", config.policy_dir, config.socket_path
+    )
+    return serve(config)

@@ -1,0 +1,213 @@
+"""The socket protocol, version 1, without any I/O (bytes in → requests; replies → bytes).
+
+Framing: one JSON object per line, UTF-8, ``\\n``-terminated, at most 1 MiB a line. Every
+request has ``"v": 1``, an ``"id"`` (string or integer) and an ``"op"``. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+VERSION = 1
+MAX_LINE = 1 << 20  # bytes, the newline not counted
+
+RequestId = str | int | None
+
+
+class ProtocolError(Exception):
+    """A request that cannot be served; carries the error code and the id to reply to."""
+
+    def __init__(self, code: str, message: str, request_id: RequestId = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+    def reply(self) -> dict[str, Any]:
+        return error_reply(self.request_id, self.code, self.message)
+
+
+def error_reply(request_id: RequestId, code: str, message: str) -> dict[str, Any]:
+    return {"id": request_id, "error": {"code": code, "message": message}}
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One reply or event as a line of JSON."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+class LineDecoder:
+    """Splits a byte stream into lines, refusing any line longer than ``MAX_LINE``."""
+
+    def __init__(self, limit: int = MAX_LINE) -> None:
+        self._buf = bytearray()
+        self._limit = limit
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Yield complete lines (without the newline); raise ``too_large`` past the limit."""
+        self._buf += data
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                if len(self._buf) > self._limit:
+                    self._buf.clear()
+                    raise ProtocolError("too_large", f"line longer than {self._limit} bytes")
+                return
+            if nl > self._limit:
+                self._buf.clear()
+                raise ProtocolError("too_large", f"line longer than {self._limit} bytes")
+            line = bytes(self._buf[:nl])
+            del self._buf[: nl + 1]
+            yield line
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: RequestId
+    op: str
+
+
+@dataclass(frozen=True, slots=True)
+class Check(Request):
+    agent: str | None
+    command: str | None
+    permission: str | None
+    path: str | None
+    cwd: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Run(Request):
+    agent: str | None
+    command: str
+    cwd: str
+    env: dict[str, str] | None
+    timeout: float | None
+    stdin: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel(Request):
+    target: str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Simple(Request):
+    """status, reload, subscribe, pending: no fields of their own."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer(Request):
+    request: str
+    answer: str  # once | always | reject
+    pattern: str | None
+    message: str | None
+    persist: bool = field(default=False)
+
+
+OPS = ("check", "run", "cancel", "status", "reload", "subscribe", "pending", "answer")
+ANSWERS = ("once", "always", "reject")
+
+
+def _field(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], rid: RequestId,
+           *, required: bool = True) -> Any:
+    if name not in obj or obj[name] is None:
+        if required:
+            raise ProtocolError("bad_request", f"missing field {name!r}", rid)
+        return None
+    value = obj[name]
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ProtocolError("bad_request", f"field {name!r} has the wrong type", rid)
+    if not isinstance(value, kind):
+        raise ProtocolError("bad_request", f"field {name!r} has the wrong type", rid)
+    return value
+
+
+def _text(obj: Mapping[str, Any], name: str, rid: RequestId, *, required: bool = True) -> Any:
+    value = _field(obj, name, str, rid, required=required)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ProtocolError("bad_request", f"field {name!r} contains a NUL byte", rid)
+        if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+            raise ProtocolError("bad_request", f"field {name!r} is not valid UTF-8", rid)
+    return value
+
+
+def parse_request(line: bytes) -> Request:
+    """Validate one line into a typed request, or raise :class:`ProtocolError`."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("bad_request", f"not valid UTF-8 (byte {exc.start})") from None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_request", f"malformed JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_request", "a request is a JSON object")
+    rid = obj.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        raise ProtocolError("bad_request", "field 'id' must be a string or an integer", None)
+    if isinstance(rid, str) and len(rid) > 200:
+        raise ProtocolError("bad_request", "field 'id' is longer than 200 characters", None)
+    v = obj.get("v")
+    if v != VERSION or isinstance(v, bool):
+        raise ProtocolError("unsupported_version", f"protocol version {v!r} is not supported; "
+                            f"send \"v\": {VERSION}", rid)
+    op = obj.get("op")
+    if not isinstance(op, str):
+        raise ProtocolError("bad_request", "missing field 'op'", rid)
+    if op not in OPS:
+        raise ProtocolError("unknown_op", f"unknown op {op!r}; ops: {', '.join(OPS)}", rid)
+    if op == "check":
+        command = _text(obj, "command", rid, required=False)
+        path = _text(obj, "path", rid, required=False)
+        permission = _text(obj, "permission", rid, required=False)
+        if (command is None) == (path is None):
+            raise ProtocolError("bad_request", "check takes either 'command' or 'path'", rid)
+        if path is not None and permission not in ("edit", "write"):
+            raise ProtocolError("bad_request", "a path check needs 'permission': edit or write", rid)
+        return Check(rid, op, _text(obj, "agent", rid, required=False), command,
+                     permission, path, _text(obj, "cwd", rid, required=False))
+    if op == "run":
+        env = _field(obj, "env", dict, rid, required=False)
+        if env is not None:
+            for k, val in env.items():
+                if not isinstance(val, str) or not k or "=" in k or "\x00" in k or "\x00" in val:
+                    raise ProtocolError("bad_request", "field 'env' must map names to strings "
+                                        "(no '=' in names, no NUL bytes)", rid)
+        timeout = _field(obj, "timeout", (int, float), rid, required=False)
+        if timeout is not None and (not math.isfinite(timeout) or timeout <= 0):
+            raise ProtocolError("bad_request", "field 'timeout' must be a positive number", rid)
+        cwd = _text(obj, "cwd", rid)
+        if not cwd.startswith("/"):
+            raise ProtocolError("bad_request", "field 'cwd' must be an absolute path", rid)
+        return Run(rid, op, _text(obj, "agent", rid, required=False), _text(obj, "command", rid),
+                   cwd, env, float(timeout) if timeout is not None else None,
+                   _text(obj, "stdin", rid, required=False))
+    if op == "cancel":
+        target = obj.get("target")
+        if isinstance(target, bool) or not isinstance(target, (str, int)):
+            raise ProtocolError("bad_request", "field 'target' must be the id of a run", rid)
+        return Cancel(rid, op, target)
+    if op == "answer":
+        answer = _text(obj, "answer", rid)
+        if answer not in ANSWERS:
+            raise ProtocolError("bad_request", "field 'answer' must be once, always or reject", rid)
+        persist = _field(obj, "persist", bool, rid, required=False)
+        return Answer(rid, op, _text(obj, "request", rid), answer,
+                      _text(obj, "pattern", rid, required=False),
+                      _text(obj, "message", rid, required=False), bool(persist))
+    return Simple(rid, op)

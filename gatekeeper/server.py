@@ -1,0 +1,653 @@
+"""The daemon: one asyncio process serving protocol v1 on a Unix socket.
+
+Thin I/O around the pure core: it reads lines, lets :mod:`gatekeeper.protocol` turn them into
+requests, asks :mod:`gatekeeper.engine` for decisions, runs allowed commands through
+:mod:`gatekeeper.executor`, and parks ``ask`` runs in :mod:`gatekeeper.approval` until a human
+answers. A slow or dead client never blocks another: each connection has its own reader, each
+run its own task, and writes wait only on their own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import logging
+import os
+import signal
+import socket
+import stat
+import struct
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from gatekeeper import __version__
+from gatekeeper.approval import Approvals, HumanAnswer, approver_refusal
+from gatekeeper.audit import AuditLog
+from gatekeeper.engine import Decision, Session, decide_command, decide_path
+from gatekeeper.errors import BadInput, GatekeeperError
+from gatekeeper.executor import Execution, Guardian, pump, split_utf8
+from gatekeeper.executor import start as start_process
+from gatekeeper.policy import Policy, Rule, RuleSet, load_policy_dir
+from gatekeeper.protocol import (
+    Answer,
+    Cancel,
+    Check,
+    LineDecoder,
+    ProtocolError,
+    Request,
+    Run,
+    encode,
+    error_reply,
+    parse_request,
+)
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 256 * 1024
+
+
+@dataclass(slots=True)
+class ServeConfig:
+    """Everything ``gatekeeper serve`` can be told; separate from the server that uses it."""
+
+    socket_path: Path
+    policy_dir: Path
+    default_agent: str | None = "default"
+    audit_log: Path | None = None
+    approval_timeout: float = 120.0
+    grace: float = 5.0
+    approvers_need_tty: bool = True
+    watch_interval: float = 1.0
+    listen_socket: socket.socket | None = None  # handed over by systemd (LISTEN_FDS)
+
+
+@dataclass(slots=True, eq=False)
+class _RunState:
+    request_id: Any
+    pending_key: str | None = None
+    execution: Execution | None = None
+    cancelled: str | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Conn:
+    writer: asyncio.StreamWriter
+    pid: int | None
+    uid: int | None
+    name: str | None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    runs: dict[Any, _RunState] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    subscription: int | None = None
+    closed: bool = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        async with self.lock:
+            try:
+                self.writer.write(encode(message))
+                await self.writer.drain()
+            except (ConnectionError, OSError):
+                self.closed = True
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int | None, int | None]:
+    """(pid, uid) of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None, None
+    pid, uid, _gid = struct.unpack("3i", raw)
+    return pid, uid
+
+
+class Daemon:
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.policies: dict[str, Policy] = {}
+        self.reload_error: str | None = None
+        self.session: dict[str, dict[str, list[Rule]]] = {}
+        self._session_sets: dict[str, Session] = {}
+        self.approvals = Approvals()
+        self.audit = AuditLog(config.audit_log) if config.audit_log else None
+        self.started = time.monotonic()
+        self.guardian = Guardian()
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: set[_Conn] = set()
+        self._executions: dict[int, Execution] = {}
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._mtimes: dict[str, float] = {}
+        self._watch_task: asyncio.Task[None] | None = None
+        self._markers = itertools.count(1)
+        self._owns_socket = config.listen_socket is None
+
+    # -- policies -----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the policy directory; raises on error (used at start)."""
+        self.policies = load_policy_dir(self.config.policy_dir)
+        self._mtimes = self._scan_mtimes()
+        if self.config.default_agent and self.config.default_agent not in self.policies:
+            known = ", ".join(sorted(self.policies))
+            raise GatekeeperError(
+                f"default agent {self.config.default_agent!r} is not in "
+                f"{self.config.policy_dir} (agents: {known}); pick one with --default-agent"
+            )
+
+    def reload(self) -> str | None:
+        """Reload; on error keep the policies running and return why."""
+        try:
+            policies = load_policy_dir(self.config.policy_dir)
+        except GatekeeperError as exc:
+            self.reload_error = str(exc)
+            self._mtimes = self._scan_mtimes()
+            log.error("reload failed, keeping the previous policies: %s", exc)
+            return self.reload_error
+        self.policies = policies
+        self.reload_error = None
+        self._mtimes = self._scan_mtimes()
+        log.info("policies reloaded: %s", ", ".join(sorted(policies)))
+        return None
+
+    def _scan_mtimes(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.config.policy_dir):
+                if entry.name.endswith(".md"):
+                    with contextlib.suppress(OSError):
+                        out[entry.name] = entry.stat().st_mtime
+        return out
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.watch_interval)
+            if self._scan_mtimes() != self._mtimes:
+                self.reload()
+
+    def policy_for(self, agent: str | None, rid: Any) -> Policy:
+        name = agent or self.config.default_agent
+        if not name:
+            raise ProtocolError("unknown_agent", "no agent given and the daemon has no default", rid)
+        policy = self.policies.get(name)
+        if policy is None:
+            known = ", ".join(sorted(self.policies))
+            raise ProtocolError("unknown_agent", f"no agent named {name!r} (agents: {known})", rid)
+        return policy
+
+    def add_session_rule(self, agent: str, permission: str, pattern: str, who: str) -> None:
+        rules = self.session.setdefault(agent, {}).setdefault(permission, [])
+        rules.append(Rule(pattern, "allow", f"session:{who}", f"always.{permission}"))
+        self._session_sets[agent] = {
+            perm: RuleSet.build(perm, tuple(rs)) for perm, rs in self.session[agent].items()
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.load()
+        loop = asyncio.get_running_loop()
+        if self.config.listen_socket is not None:
+            sock = self.config.listen_socket
+        else:
+            sock = self._bind()
+        self._server = await asyncio.start_unix_server(self._client, sock=sock, limit=READ_CHUNK)
+        self._watch_task = loop.create_task(self._watch())
+        log.info("listening on %s", self.config.socket_path)
+
+    def _bind(self) -> socket.socket:
+        path = self.config.socket_path
+        directory = path.parent
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = directory.stat()
+        if st.st_uid != os.getuid():
+            raise GatekeeperError(f"{directory} belongs to another user: choose another --socket")
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(directory, 0o700)
+        if path.exists() or path.is_symlink():
+            if not stat.S_ISSOCK(path.lstat().st_mode):
+                raise GatekeeperError(f"{path} exists and is not a socket: remove it or choose "
+                                      "another --socket")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(path))
+            except OSError as exc:
+                if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+                    raise
+                path.unlink(missing_ok=True)  # stale: its daemon is dead
+            else:
+                raise GatekeeperError(f"already running: a daemon is listening on {path}")
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        sock.setblocking(False)
+        return sock
+
+    async def serve_until_stopped(self) -> None:
+        """Run until SIGTERM/SIGINT; SIGHUP reloads."""
+        loop = asyncio.get_running_loop()
+        installed: list[int] = []
+        for sig, handler in (
+            (signal.SIGTERM, self.request_stop),
+            (signal.SIGINT, self.request_stop),
+            (signal.SIGHUP, self.reload),
+        ):
+            loop.add_signal_handler(sig, handler)
+            installed.append(sig)
+        try:
+            await self._stopping.wait()
+            await self.stop()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        """Stop accepting, let runs finish for the grace period, kill the rest, clean up."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._stopping.set()
+        if self._server is not None:
+            self._server.close()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        for key in list(self.approvals.items):
+            self.approvals.resolve(key, HumanAnswer("cancelled", message="the daemon stopped"))
+        deadline = time.monotonic() + self.config.grace
+        while self._executions and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for execution in list(self._executions.values()):
+            execution.kill("daemon shutdown")
+        tasks = [t for c in self._conns for t in c.tasks]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+        for conn in list(self._conns):
+            conn.closed = True
+            conn.writer.close()
+        if self._owns_socket:
+            with contextlib.suppress(OSError):
+                self.config.socket_path.unlink()
+        if self.audit is not None:
+            self.audit.close()
+
+    # -- connections --------------------------------------------------------------------------
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        pid, uid = peer_credentials(sock) if sock is not None else (None, None)
+        name: str | None = None
+        if pid:
+            with contextlib.suppress(psutil.Error):
+                name = psutil.Process(pid).name()
+        conn = _Conn(writer, pid, uid, name)
+        if uid != os.getuid():
+            await conn.send(error_reply(None, "forbidden", "this daemon serves only its own user"))
+            writer.close()
+            return
+        self._conns.add(conn)
+        decoder = LineDecoder()
+        try:
+            while not self._stopped.is_set():
+                try:
+                    data = await reader.read(READ_CHUNK)
+                except (ConnectionError, OSError):
+                    break
+                if not data:
+                    break
+                try:
+                    for line in decoder.feed(data):
+                        if line.strip():
+                            await self._dispatch(conn, line)
+                except ProtocolError as exc:  # too_large: the stream cannot be resynchronised
+                    await conn.send(exc.reply())
+                    break
+        finally:
+            conn.closed = True
+            self._conns.discard(conn)
+            if conn.subscription is not None:
+                self.approvals.unsubscribe(conn.subscription)
+            for state in list(conn.runs.values()):
+                self._cancel(state, "the client disconnected")
+            if conn.tasks:
+                await asyncio.wait(list(conn.tasks), timeout=5)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _dispatch(self, conn: _Conn, line: bytes) -> None:
+        try:
+            req = parse_request(line)
+        except ProtocolError as exc:
+            await conn.send(exc.reply())
+            return
+        try:
+            if isinstance(req, Run):
+                if req.id in conn.runs:
+                    raise ProtocolError("bad_request", f"a run with id {req.id!r} is running", req.id)
+                state = _RunState(req.id)
+                conn.runs[req.id] = state
+                task = asyncio.create_task(self._run_guarded(conn, req, state))
+                conn.tasks.add(task)
+                task.add_done_callback(conn.tasks.discard)
+                return
+            await conn.send(self._handle(conn, req))
+        except ProtocolError as exc:
+            await conn.send(exc.reply())
+        except Exception:  # the daemon must survive any one bad request
+            log.exception("internal error on %r", line[:200])
+            await conn.send(error_reply(req.id, "internal", "internal error; see the daemon log"))
+
+    def _handle(self, conn: _Conn, req: Request) -> dict[str, Any]:
+        rid = req.id
+        if isinstance(req, Check):
+            return self._check(conn, req)
+        if isinstance(req, Cancel):
+            state = conn.runs.get(req.target)
+            if state is None:
+                raise ProtocolError("not_found", f"no run with id {req.target!r} on this "
+                                    "connection", rid)
+            self._cancel(state, "cancelled by the client")
+            return {"id": rid, "ok": True}
+        if isinstance(req, Answer):
+            return self._answer(conn, req)
+        if req.op == "status":
+            return {
+                "id": rid,
+                "version": __version__,
+                "agents": sorted(self.policies),
+                "default_agent": self.config.default_agent,
+                "pending": len(self.approvals.items),
+                "approvers": self.approvals.approvers,
+                "runs": len(self._executions),
+                "uptime_s": round(time.monotonic() - self.started, 3),
+                "policy_dir": str(self.config.policy_dir),
+                "reload_error": self.reload_error,
+            }
+        if req.op == "reload":
+            error = self.reload()
+            if error is not None:
+                raise ProtocolError("policy_error", f"reload failed, the previous policies stay: "
+                                    f"{error}", rid)
+            return {"id": rid, "ok": True, "agents": sorted(self.policies)}
+        if req.op == "pending":
+            return {"id": rid, "pending": [p.to_json() for p in self.approvals.items.values()]}
+        if req.op == "subscribe":
+            if conn.subscription is None:
+                conn.subscription = self.approvals.subscribe(
+                    lambda event, body: self._push(conn, rid, event, body)
+                )
+            return {"id": rid, "ok": True}
+        raise ProtocolError("unknown_op", f"unknown op {req.op!r}", rid)
+
+    def _push(self, conn: _Conn, rid: Any, event: str, body: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(conn.send({"id": rid, "event": event, **body}))
+        conn.tasks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(conn.tasks.discard)  # type: ignore[arg-type]
+
+    def _home(self, env: dict[str, str] | None) -> str | None:
+        if env is not None and env.get("HOME", "").startswith("/"):
+            return env["HOME"]
+        return os.environ.get("HOME")
+
+    def _check(self, conn: _Conn, req: Check) -> dict[str, Any]:
+        policy = self.policy_for(req.agent, req.id)
+        cwd = req.cwd or self._client_cwd(conn, req.id)
+        if not cwd.startswith("/"):
+            raise ProtocolError("bad_request", "field 'cwd' must be an absolute path", req.id)
+        session = self._session_sets.get(policy.name)
+        try:
+            if req.path is not None:
+                decision = decide_path(policy, req.permission or "edit", req.path, cwd,
+                                       self._home(None), session=session)
+                subject = req.path
+            else:
+                decision = decide_command(policy, req.command or "", cwd, self._home(None),
+                                          session=session)
+                subject = req.command or ""
+        except BadInput as exc:
+            raise ProtocolError("bad_request", str(exc), req.id) from None
+        self._audit("check", conn, req.id, policy.name, cwd, subject, decision)
+        return {"id": req.id, "agent": policy.name, **decision.to_json()}
+
+    def _client_cwd(self, conn: _Conn, rid: Any) -> str:
+        if conn.pid:
+            with contextlib.suppress(psutil.Error):
+                return str(psutil.Process(conn.pid).cwd())
+        raise ProtocolError("bad_request", "missing field 'cwd'", rid)
+
+    def _answer(self, conn: _Conn, req: Answer) -> dict[str, Any]:
+        item = self.approvals.items.get(req.request)
+        if item is None:
+            raise ProtocolError("not_found", f"no pending request {req.request!r}", req.id)
+        refusal = approver_refusal(
+            conn.pid,
+            item.client_pid,
+            {e.pid for e in self._executions.values()},
+            require_tty=self.config.approvers_need_tty,
+        )
+        if refusal is not None:
+            raise ProtocolError("forbidden", refusal, req.id)
+        pattern = req.pattern
+        if req.answer == "always":
+            pattern = pattern or item.suggestion
+            if not pattern:
+                raise ProtocolError("bad_request", "an 'always' answer needs a 'pattern'", req.id)
+            self.add_session_rule(item.agent, item.permission, pattern, f"pid {conn.pid}")
+        self.approvals.resolve(req.request, HumanAnswer(req.answer, pattern, req.message))
+        return {"id": req.id, "ok": True, "request": req.request, "pattern": pattern}
+
+    def _cancel(self, state: _RunState, why: str) -> None:
+        state.cancelled = why
+        if state.pending_key is not None:
+            self.approvals.resolve(state.pending_key, HumanAnswer("cancelled", message=why))
+        if state.execution is not None:
+            state.execution.kill(why)
+
+    def _audit(self, kind: str, conn: _Conn, rid: Any, agent: str, cwd: str, subject: str,
+               decision: Decision | None, **extra: Any) -> None:
+        if self.audit is None:
+            return
+        record: dict[str, Any] = {
+            "kind": kind, "id": rid, "agent": agent, "cwd": cwd, "subject": subject,
+            "client": {"pid": conn.pid, "uid": conn.uid, "name": conn.name},
+        }
+        if decision is not None:
+            record["decision"] = decision.to_json()
+        record.update(extra)
+        self.audit.write(record)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    async def _run_guarded(self, conn: _Conn, req: Run, state: _RunState) -> None:
+        try:
+            await self._run(conn, req, state)
+        except ProtocolError as exc:
+            await conn.send(exc.reply())
+        except Exception:
+            log.exception("internal error in run %r", req.id)
+            await conn.send(error_reply(req.id, "internal", "internal error; see the daemon log"))
+        finally:
+            conn.runs.pop(req.id, None)
+
+    async def _run(self, conn: _Conn, req: Run, state: _RunState) -> None:
+        rid = req.id
+        policy = self.policy_for(req.agent, rid)
+        if not os.path.isdir(req.cwd):
+            raise ProtocolError("bad_request", f"cwd {req.cwd!r} is not a directory", rid)
+        env = dict(req.env) if req.env is not None else _daemon_env()
+        try:
+            decision = decide_command(policy, req.command, req.cwd, self._home(env),
+                                      session=self._session_sets.get(policy.name), env=env)
+        except BadInput as exc:
+            raise ProtocolError("bad_request", str(exc), rid) from None
+        self._audit("run", conn, rid, policy.name, req.cwd, req.command, decision)
+        await conn.send({"id": rid, "event": "decision", "agent": policy.name,
+                         **decision.to_json()})
+        if decision.decision == "deny":
+            await self._blocked(conn, rid, decision.reason, None, "policy")
+            return
+        if decision.decision == "ask":
+            answer = await self._ask(conn, req, state, policy, decision)
+            if answer.answer not in ("once", "always"):
+                reason = {
+                    "reject": "rejected by a human",
+                    "timeout": f"nobody answered within {self.config.approval_timeout:g} s",
+                    "cancelled": answer.message or "cancelled",
+                }.get(answer.answer, answer.answer)
+                self._audit("outcome", conn, rid, policy.name, req.cwd, req.command, None,
+                            outcome="blocked", by=answer.answer, message=answer.message)
+                await self._blocked(conn, rid, reason,
+                                    answer.message if answer.answer == "reject" else None,
+                                    answer.answer)
+                return
+            how = "once" if answer.answer == "once" else f"always ({answer.pattern})"
+            self._audit("outcome", conn, rid, policy.name, req.cwd, req.command, None,
+                        outcome="approved", by=answer.answer, pattern=answer.pattern)
+            await conn.send({"id": rid, "event": "decision", "agent": policy.name,
+                             "decision": "allow", "reason": f"approved {how} by a human",
+                             "parts": decision.to_json()["parts"], "by": "human"})
+        if state.cancelled:
+            await self._blocked(conn, rid, state.cancelled, None, "cancelled")
+            return
+        await self._execute(conn, req, state, env, policy.name)
+
+    async def _ask(self, conn: _Conn, req: Run, state: _RunState, policy: Policy,
+                   decision: Decision) -> HumanAnswer:
+        first_ask = next((p for p in decision.parts if p.decision == "ask"), None)
+        item = self.approvals.add(
+            agent=policy.name, cwd=req.cwd, command=req.command, decision=decision,
+            client_pid=conn.pid, client_name=conn.name, timeout=self.config.approval_timeout,
+            permission=first_ask.permission if first_ask is not None else "bash",
+        )
+        state.pending_key = item.key
+        await conn.send({"id": req.id, "event": "waiting", "request": item.key,
+                         "timeout_s": self.config.approval_timeout,
+                         "approvers": self.approvals.approvers})
+        try:
+            return await asyncio.wait_for(asyncio.shield(item.future),
+                                          self.config.approval_timeout)
+        except TimeoutError:
+            self.approvals.resolve(item.key, HumanAnswer("timeout"))
+            return HumanAnswer("timeout")
+        finally:
+            state.pending_key = None
+
+    async def _blocked(self, conn: _Conn, rid: Any, reason: str, message: str | None,
+                       by: str) -> None:
+        body: dict[str, Any] = {"id": rid, "event": "blocked", "decision": "deny",
+                                "reason": reason, "by": by}
+        if message:
+            body["message"] = message
+        await conn.send(body)
+
+    async def _execute(self, conn: _Conn, req: Run, state: _RunState, env: dict[str, str],
+                       agent: str) -> None:
+        rid = req.id
+        marker = f"{os.getpid()}-{next(self._markers)}"
+        stdin = req.stdin.encode("utf-8", "surrogateescape") if req.stdin is not None else None
+        began = time.monotonic()
+        try:
+            execution = await start_process(req.command, req.cwd, env, stdin, marker)
+        except OSError as exc:
+            raise ProtocolError("bad_request", f"cannot start the command: {exc}", rid) from None
+        state.execution = execution
+        self._executions[execution.pid] = execution
+        self.guardian.watch(execution.pid, marker)
+        counts = {"stdout": 0, "stderr": 0}
+        carry = {"stdout": b"", "stderr": b""}
+
+        async def sink(stream: str, data: bytes) -> None:
+            counts[stream] += len(data)
+            data = carry[stream] + data
+            text, rest = split_utf8(data)
+            carry[stream] = rest
+            if text is None:
+                import base64
+
+                await conn.send({"id": rid, "event": "output", "stream": stream,
+                                 "data": base64.b64encode(data).decode(), "encoding": "base64"})
+            elif text:
+                await conn.send({"id": rid, "event": "output", "stream": stream, "data": text})
+
+        timed_out = False
+        try:
+            if req.timeout is not None:
+                try:
+                    code = await asyncio.wait_for(pump(execution, stdin, sink), req.timeout)
+                except TimeoutError:
+                    timed_out = True
+                    execution.kill("timeout")
+                    code = await execution.proc.wait()
+            else:
+                code = await pump(execution, stdin, sink)
+        finally:
+            self._executions.pop(execution.pid, None)
+            self.guardian.forget(execution.pid)
+        for stream, rest in carry.items():
+            if rest:
+                import base64
+
+                await conn.send({"id": rid, "event": "output", "stream": stream,
+                                 "data": base64.b64encode(rest).decode(), "encoding": "base64"})
+        duration_ms = round((time.monotonic() - began) * 1000, 3)
+        body: dict[str, Any] = {"id": rid, "event": "exit", "code": code,
+                                "duration_ms": duration_ms}
+        if timed_out:
+            body["timed_out"] = True
+        if execution.killed_by and not timed_out:
+            body["killed"] = execution.killed_by
+        self._audit("outcome", conn, rid, agent, req.cwd, req.command, None, outcome="exit",
+                    code=code, duration_ms=duration_ms, stdout_bytes=counts["stdout"],
+                    stderr_bytes=counts["stderr"], timed_out=timed_out)
+        await conn.send(body)
+
+
+def _daemon_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+        env.pop(key, None)
+    return env
+
+
+@contextlib.asynccontextmanager
+async def running(config: ServeConfig) -> AsyncIterator[Daemon]:
+    """A started daemon for the duration of the block (used by tests and ``serve``)."""
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()
+
+
+def serve(config: ServeConfig) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT; exit status 0 on a clean stop."""
+    daemon = Daemon(config)
+    daemon.guardian.start()
+
+    async def main() -> None:
+        await daemon.start()
+        await daemon.serve_until_stopped()
+
+    try:
+        asyncio.run(main())
+    finally:
+        daemon.guardian.stop()
+    return 0

@@ -15,8 +15,8 @@ generated 5,000-rule agent file written to a temporary directory:
   the same command lines.
 
 and prints µs per operation, operations per second and the two ratios the design asks for:
-the cost per decision at 5,000 rules over the cost at ~15 rules (target ≤ 1.2×) and the naive
-loop over the engine at 5,000 rules (target ≥ 200×). Each figure is the median of several
+the cost per decision at 5,000 rules over the cost at ~15 rules (target ≤ 1.2x) and the naive
+loop over the engine at 5,000 rules (target ≥ 200x). Each figure is the median of several
 passes timed with ``time.perf_counter_ns``, on one CPU when the OS lets us pin it, with the
 garbage collector paused while timing. Nothing here asserts on time: the numbers are reported.
 """
@@ -431,20 +431,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     def verdict(ok: bool) -> str:
         return "meets target" if ok else "MISSES target"
 
-    print("Cost at 5,000 rules / cost at ~15 rules (target ≤ 1.2×):")
+    print("Cost at 5,000 rules / cost at ~15 rules (target ≤ 1.2x):")
     for key, name in (
         ("scale_matcher_ruleset_lookup", "matcher, RuleSet.lookup"),
         ("scale_matcher_policy_lookup", "matcher, Policy.lookup"),
         ("scale_decision_cold", "decision, cold"),
         ("scale_decision_warm", "decision, warm"),
     ):
-        print(f"  {name:<26} {r[key]:6.2f}×  {verdict(r[key] <= 1.2)}")
-    print("Naive loop / engine at 5,000 rules (target ≥ 200×):")
+        print(f"  {name:<26} {r[key]:6.2f}x  {verdict(r[key] <= 1.2)}")
+    print("Naive loop / engine at 5,000 rules (target ≥ 200x):")
     for key, name in (
         ("naive_over_engine_lookup", "matcher (per lookup)"),
         ("naive_over_engine_decision_warm", "decision, warm"),
     ):
-        print(f"  {name:<26} {r[key]:6.0f}×  {verdict(r[key] >= 200)}")
+        print(f"  {name:<26} {r[key]:6.0f}x  {verdict(r[key] >= 200)}")
     return 0
 
 

@@ -57,6 +57,16 @@ class Pending:
         }
 
 
+# Programs whose second word is a sub-command: "always" remembers `git push *`, not `git *`.
+SUBCOMMAND_TOOLS = frozenset(
+    {
+        "git", "npm", "pnpm", "yarn", "bun", "cargo", "go", "docker", "podman", "kubectl",
+        "helm", "terraform", "pip", "pip3", "uv", "poetry", "gh", "brew", "apt", "apt-get",
+        "systemctl", "dotnet", "mvn", "gradle", "make", "rustup", "conda", "aws", "gcloud", "az",
+    }
+)
+
+
 def suggest_pattern(decision: Decision) -> str:
     """The rule an "always" would add, opencode-style: the command's prefix + `` *``.
 
@@ -71,7 +81,12 @@ def suggest_pattern(decision: Decision) -> str:
             if not words:
                 continue
             keep = words[:1]
-            if len(words) > 1 and words[1][:1].isalpha() and words[1].replace("-", "").isalnum():
+            if (
+                words[0] in SUBCOMMAND_TOOLS
+                and len(words) > 1
+                and words[1][:1].isalpha()
+                and words[1].replace("-", "").isalnum()
+            ):
                 keep.append(words[1])
             return " ".join(keep) + " *"
         directory = posixpath.dirname(part.subject)

@@ -54,12 +54,15 @@ class PartDecision:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The decision for a whole request and its reasons."""
+    """The decision for a whole request; its ``reason`` is composed when it is read."""
 
     decision: Action
-    reason: str
     parts: tuple[PartDecision, ...]
     agent: str = ""
+
+    @property
+    def reason(self) -> str:
+        return _reason(self.decision, self.parts)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,7 +89,14 @@ def decide_part(policy: Policy, part: Part, session: Session | None = None) -> P
     action, rule = policy.lookup(part.permission, part.subject)
     for variant in part.variants:
         v_action, v_rule = policy.lookup(part.permission, variant)
-        if STRICTNESS[v_action] > STRICTNESS[action]:
+        # A normalised spelling counts only when it is stricter *and* matched a rule that
+        # comes later than the one the subject matched: the catch-all "*": ask must not
+        # override "src/*": allow just because /abs/src/x also matches "*".
+        if (
+            STRICTNESS[v_action] > STRICTNESS[action]
+            and v_rule is not None
+            and (rule is None or v_rule.origin != rule.origin or v_rule.index > rule.index)
+        ):
             action, rule = v_action, v_rule
     if action == "ask" and session is not None:
         rs = session.get(part.permission)
@@ -99,23 +109,32 @@ def decide_part(policy: Policy, part: Part, session: Session | None = None) -> P
 
 
 def combine(parts: tuple[PartDecision, ...], agent: str = "") -> Decision:
-    """The strictest part decides; the reason names the parts that made it so."""
+    """The strictest part decides."""
     if not parts:
-        return Decision("ask", "ask: nothing to decide", parts, agent)
-    final: Action = "allow"
+        return Decision("ask", parts, agent)
+    rank = 0
     for p in parts:
-        final = _stricter(final, p.decision)
+        r = STRICTNESS[p.decision]
+        if r > rank:
+            rank = r
+    return Decision(_BY_RANK[rank], parts, agent)
+
+
+_BY_RANK: tuple[Action, ...] = ("allow", "ask", "deny")
+
+
+def _reason(final: Action, parts: tuple[PartDecision, ...]) -> str:
+    """One line naming the parts that made the decision what it is."""
+    if not parts:
+        return "ask: nothing to decide"
     if final == "allow":
         if len(parts) == 1:
-            reason = f"allow: `{parts[0].subject}`: {parts[0].explain()}"
-        else:
-            reason = f"allow: all {len(parts)} parts are allowed"
-    else:
-        deciding = [p for p in parts if p.decision == final]
-        shown = "; ".join(f"`{_short(p.subject)}`: {p.explain()}" for p in deciding[:3])
-        more = f" (and {len(deciding) - 3} more)" if len(deciding) > 3 else ""
-        reason = f"{final}: {shown}{more}"
-    return Decision(final, reason, parts, agent)
+            return f"allow: `{_short(parts[0].subject)}`: {parts[0].explain()}"
+        return f"allow: all {len(parts)} parts are allowed"
+    deciding = [p for p in parts if p.decision == final]
+    shown = "; ".join(f"`{_short(p.subject)}`: {p.explain()}" for p in deciding[:3])
+    more = f" (and {len(deciding) - 3} more)" if len(deciding) > 3 else ""
+    return f"{final}: {shown}{more}"
 
 
 def _short(text: str, limit: int = 120) -> str:

@@ -66,6 +66,7 @@ class Rule:
     action: Action
     source: str  # "backend-engineer.md:29"
     origin: str  # "permission.bash", "permission" (shorthand) or "tools.bash"
+    index: int = 0  # position in its rule set: later rules win
 
     def to_json(self) -> dict[str, str]:
         return {"pattern": self.pattern, "action": self.action, "source": self.source}
@@ -263,7 +264,9 @@ def _rules(ctx: _Ctx, permission: str, node: yaml.Node) -> tuple[Rule, ...]:
             raise ctx.error(
                 k, key, f'pattern {k.value!r} is not a string: quote it, e.g. "{k.value}": ask'
             )
-        rules.append(Rule(pattern, _action(ctx, v, f"{key}.{pattern!r}"), ctx.source(k), key))
+        rules.append(
+            Rule(pattern, _action(ctx, v, f"{key}.{pattern!r}"), ctx.source(k), key, len(rules))
+        )
     return tuple(rules)
 
 

@@ -1,4 +1,4 @@
-"""Decisions end to end: agent file + command line → allow / ask / deny (architecture.md §2–3)."""
+"""Decisions end to end: agent file + command line → allow / ask / deny (architecture.md §2-3)."""
 
 from __future__ import annotations
 
@@ -313,7 +313,7 @@ def test_allowed(policy: Policy, command: str) -> None:
         "npm test; (",
         "npm test &&",
         "npm test )",
-        "ｎpm test",
+        "\uff4epm test",
         "npm\u200b test",
         "npm test \u202ex",
         "npm test \u2066x\u2069",
@@ -526,7 +526,7 @@ def test_bad_input_rejected(policy: Policy) -> None:
         decide_command(policy, b"npm test \xff", ROOT)
     with pytest.raises(BadInput):
         decide_command(policy, "npm test \udcff", ROOT)
-    assert decide(policy, "npm test".encode()) == "allow"
+    assert decide(policy, b"npm test") == "allow"
 
 
 def test_parse_error_still_denies_a_deny_part(policy: Policy) -> None:

@@ -31,7 +31,7 @@ def glob(pattern: str, subject: str) -> bool:
                 seen = seen or reach[j]
                 nxt.append(seen)
         elif ch == "?":
-            nxt = [False] + reach[:n]
+            nxt = [False, *reach[:n]]
         else:
             nxt = [False] + [reach[j] and subject[j] == ch for j in range(n)]
         reach = nxt

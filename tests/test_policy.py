@@ -438,7 +438,9 @@ def test_broken_yaml(tmp_path: Path, frontmatter: str, line: int) -> None:
 def test_values_the_safe_loader_cannot_build_are_errors(tmp_path: Path, value: str) -> None:
     path = agent(tmp_path, f'permission:\n  bash:\n    "ls": {value}\n')
     assert_names(load_error(path), path, 4, "permission.bash", "cannot read", "quoted string")
-    path = agent(tmp_path, f"permission:\n  bash:\n    {value.split()[0]}: allow\n", name="k")
+    path = agent(
+        tmp_path, f"permission:\n  bash:\n    {value.split(maxsplit=1)[0]}: allow\n", name="k"
+    )
     assert_names(load_error(path), path, 4, "permission.bash", "cannot read")
     path = agent(tmp_path, f"tools:\n  bash: {value}\n", name="t")
     assert_names(load_error(path), path, 3, "tools.bash")

@@ -1,0 +1,736 @@
+"""What a decision costs over the socket, against a bare asyncio echo server as the floor.
+
+Run: ``python benchmarks/bench_socket.py [--quick] [--json]``
+
+Measures, in one run, against real daemons started as subprocesses
+(``python -m gatekeeper serve --socket … --policy-dir … --no-audit --default-agent …``):
+
+* ``check`` round trips (mean, p50, p99 in µs) and checks per second with 1 and with 8
+  concurrent clients, for the 15-rule example agent (``policies/backend-engineer.md``) and for a
+  generated 5,000-rule agent file;
+* the floor: a bare asyncio Unix-socket server in its own subprocess that reads a line,
+  ``json.loads`` it and answers ``{"id": …, "ok": true}``, measured the same way;
+* the audit log's cost per decision: the 15-rule daemon with ``--audit-log FILE`` against the
+  same daemon with ``--no-audit`` (1 client);
+* ``run`` of ``true`` through the daemon (every event up to ``exit``) against
+  ``subprocess.run(["bash", "-c", "true"])`` done directly, in ms.
+
+Every client is its own process (forked), speaks newline-delimited JSON over a raw socket and
+sends one request at a time, waiting for its reply. The servers are pinned to one CPU and the
+clients to another when the machine has two. The targets are measured in interleaved rounds
+(echo, 15 rules, 5,000 rules, audit, echo, …) so that a slow moment of the machine hits all of
+them alike; each client warms up on its fresh connection before its timed window starts.
+Nothing here asserts on time: the numbers and the ratios the design asks for are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import contextlib
+import gc
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "policies" / "backend-engineer.md"
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+PYTHON = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
+CWD = "/tmp"
+GENERATED_RULES = 5000
+RUN_AGENT = "backend-engineer-run"  # the example plus "true": allow, for the run benchmark
+
+# Realistic command lines, fixed for the run: simple, compound, pipelines, redirects, and a few
+# that hit the generated agent's own rules. Each client walks the list from its own offset.
+COMMANDS: tuple[str, ...] = (
+    "npm test",
+    "git status && git diff",
+    "ls -la | grep x",
+    "rm -rf build",
+    "git log --oneline -20",
+    "docker build -t api:dev .",
+    "kubectl get pods -n staging -o wide",
+    "python -m pytest -q tests/test_api.py -k 'login and not slow'",
+    "cat README.md | head -n 50",
+    "go test ./... -run TestHandler -count=1",
+    "npm run build && npm run lint",
+    'echo "built at $(date +%s)" > build/stamp.txt',
+    "git push --force origin main",
+    "find . -name '*.py' | xargs grep -n TODO",
+    "tool42 sub run --fast",
+    "tool1337 deploy --dry-run",
+    "tool2501 sub x | tool77 y && tool4999 status",
+    "psql -h localhost -U app -c 'select count(*) from users'",
+)
+
+TARGETS = {  # what the design asks for
+    "rules_5000_over_15_mean": 1.2,
+    "one_client_mean_over_echo": 1.5,
+    "eight_client_p99_over_echo": 3.0,
+    "run_true_minus_direct_ms": 2.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    rounds: int  # interleaved rounds over every target
+    window_s: float  # timed window per client per round
+    warmup_s: float  # untimed requests on the fresh connection first
+    runs: int  # `run true` samples per round (and as many direct ones)
+    run_rounds: int
+
+
+FULL = Mode(rounds=4, window_s=1.5, warmup_s=0.3, runs=150, run_rounds=2)
+QUICK = Mode(rounds=2, window_s=0.4, warmup_s=0.15, runs=40, run_rounds=1)
+
+
+# --------------------------------------------------------------------------------------------
+# CPU placement
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    server: set[int] | None
+    client: set[int] | None
+
+    def describe(self) -> str:
+        if self.server is None or self.client is None:
+            return "not pinned (fewer than 2 CPUs available or no sched_setaffinity)"
+        s, c = min(self.server), min(self.client)
+        return (
+            f"servers (daemons, echo) pinned to CPU {s}; every client process pinned to CPU {c} "
+            f"(with 8 clients all 8 share CPU {c})"
+        )
+
+
+def placement() -> Placement:
+    getter = getattr(os, "sched_getaffinity", None)
+    if getter is None or not hasattr(os, "sched_setaffinity"):
+        return Placement(None, None)
+    cpus = sorted(getter(0))
+    if len(cpus) < 2:
+        return Placement(None, None)
+    return Placement({cpus[0]}, {cpus[1]})
+
+
+def pin(cpus: set[int] | None) -> None:
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+
+
+# --------------------------------------------------------------------------------------------
+# Policies
+
+
+def generated_agent(n: int = GENERATED_RULES) -> str:
+    """A realistic n-rule agent file: ``"*": ask`` first, then distinct command prefixes in
+    several shapes (``tool123 sub*``, ``tool123 *``, literal ``tool123 status``, ``tool123
+    deploy*``, ``tool123 run --profile=? *``), then familiar rules at the end of the file."""
+    familiar = [
+        ('"git status*"', "allow"),
+        ('"git log*"', "allow"),
+        ('"git diff*"', "allow"),
+        ('"git push --force*"', "ask"),
+        ('"npm*"', "allow"),
+        ('"pip*"', "allow"),
+        ('"go*"', "allow"),
+        ('"docker build*"', "allow"),
+        ('"docker run*"', "allow"),
+        ('"kubectl*"', "ask"),
+        ('"terraform*"', "ask"),
+        ('"rm *"', "deny"),
+        ('"sudo *"', "deny"),
+        ('"ls *"', "allow"),
+        ('"grep *"', "allow"),
+        ('"cat *"', "allow"),
+        ('"true"', "allow"),
+    ]
+    actions = ("allow", "ask", "deny")
+    lines = ["---", "description: generated agent for benchmarks", "permission:", "  bash:"]
+    lines.append('    "*": ask')
+    for i in range(n - 1 - len(familiar)):
+        action = actions[i % 3]
+        shape = i % 5
+        if shape == 0:
+            pattern = f"tool{i} sub*"
+        elif shape == 1:
+            pattern = f"tool{i} *"
+        elif shape == 2:
+            pattern = f"tool{i} status"
+        elif shape == 3:
+            pattern = f"tool{i} run --profile=? *"
+        else:
+            pattern = f"tool{i} deploy*"
+        lines.append(f'    "{pattern}": {action}')
+    lines.extend(f"    {p}: {a}" for p, a in familiar)
+    lines += ["  edit:", '    "*": ask', "  write:", '    "*": ask']
+    lines += ["---", "", "Generated for benchmarks/bench_socket.py.", ""]
+    return "\n".join(lines)
+
+
+def example_with_true_allowed() -> str:
+    """The example agent with ``"true": "allow"`` as its last bash rule (it asks otherwise)."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    anchor = '    "git push --force*": "ask"\n'
+    if anchor not in text:
+        raise SystemExit(f"{EXAMPLE}: cannot find {anchor.strip()!r} to add the run rule after")
+    return text.replace(anchor, anchor + '    "true": "allow"\n', 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Servers
+
+
+ECHO_FLAG = "--echo-server"
+
+
+def echo_server(path: str) -> None:
+    """The floor: a bare asyncio Unix-socket server answering each line with its id."""
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                req = json.loads(line)
+                writer.write((json.dumps({"id": req.get("id"), "ok": True}) + "\n").encode())
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_unix_server(client, path=path, limit=1 << 20)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        async with server:
+            await stop.wait()
+
+    asyncio.run(main())
+
+
+@dataclass(slots=True)
+class Server:
+    name: str
+    socket_path: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, where: Placement) -> None:
+        """Start on the server CPU: set our own affinity for the fork, then take it back."""
+        before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        pin(where.server)
+        try:
+            with self.log_path.open("wb") as log:
+                self.proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own group: the daemon's guardian dies with it
+                    cwd=REPO,
+                )
+        finally:
+            if before is not None:
+                pin(before)
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Block until the socket answers a ``status`` request; return the seconds it took."""
+        began = time.monotonic()
+        probe = b'{"v":1,"id":"ready","op":"status"}\n'
+        while time.monotonic() - began < timeout:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(5)
+                    sock.connect(self.socket_path)
+                    sock.sendall(probe)
+                    reply = recv_line(sock)
+                if b'"ready"' in reply:
+                    return time.monotonic() - began
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.name} did not answer within {timeout:g} s: {self.tail()}")
+
+    def tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-2000:] or "(no output)"
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        self.proc = None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        # Whatever is left of its group (the guardian, a stray run) goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+
+def daemon_server(name: str, tmp: Path, policy_dir: Path, agent: str,
+                  audit_log: Path | None = None) -> Server:
+    sock = str(tmp / f"{name}.sock")
+    argv = [PYTHON, "-m", "gatekeeper", "serve", "--socket", sock, "--policy-dir",
+            str(policy_dir), "--default-agent", agent]
+    argv += ["--audit-log", str(audit_log)] if audit_log is not None else ["--no-audit"]
+    return Server(name, sock, argv, tmp / f"{name}.log")
+
+
+def echo(tmp: Path) -> Server:
+    sock = str(tmp / "echo.sock")
+    return Server("echo", sock, [PYTHON, str(Path(__file__).resolve()), ECHO_FLAG, sock],
+                  tmp / "echo.log")
+
+
+@contextlib.contextmanager
+def started(servers: Sequence[Server], where: Placement) -> Iterator[dict[str, float]]:
+    """Start every server, wait until each answers, always stop them all."""
+    ready: dict[str, float] = {}
+    try:
+        for s in servers:
+            s.start(where)
+        for s in servers:
+            ready[s.name] = s.wait_ready()
+        yield ready
+    finally:
+        for s in servers:
+            s.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Clients (each one a forked process)
+
+
+def recv_line(sock: socket.socket) -> bytes:
+    """One reply: a check answer is exactly one line, and only one request is in flight."""
+    buf = sock.recv(65536)
+    while not buf.endswith(b"\n"):
+        more = sock.recv(65536)
+        if not more:
+            raise ConnectionError("the server closed the connection")
+        buf += more
+    return buf
+
+
+def request_parts(command: str, agent: str | None) -> tuple[bytes, bytes]:
+    """``{"v":1,"id":`` + id + the rest: the id is spliced in per request, nothing re-encoded."""
+    body: dict[str, Any] = {"op": "check", "command": command, "cwd": CWD}
+    if agent is not None:
+        body["agent"] = agent
+    rest = json.dumps(body, separators=(",", ":"))
+    return b'{"v":1,"id":', b"," + rest[1:].encode() + b"\n"
+
+
+def check_client(path: str, agent: str | None, offset: int, warm_until: int, stop_at: int,
+                 pins: set[int] | None, out: multiprocessing.connection.Connection) -> None:
+    """Warm up until ``warm_until`` then time every round trip until ``stop_at`` (monotonic ns);
+    send back (latencies in ns, timed window in ns, error replies)."""
+    try:
+        pin(pins)
+        templates = [request_parts(c, agent) for c in COMMANDS]
+        k = len(templates)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(path)
+            i = offset
+            while time.monotonic_ns() < warm_until:  # fresh connection: warm up, check replies
+                head, tail = templates[i % k]
+                sock.sendall(head + str(i).encode() + tail)
+                reply = json.loads(recv_line(sock))
+                if reply.get("id") != i or "error" in reply:
+                    raise RuntimeError(f"bad reply to {COMMANDS[i % k]!r}: {reply}")
+                i += 1
+            lat = array.array("q")
+            errors = 0
+            gc.disable()
+            perf = time.perf_counter_ns
+            began = perf()
+            while time.monotonic_ns() < stop_at:
+                head, tail = templates[i % k]
+                line = head + str(i).encode() + tail
+                t0 = perf()
+                sock.sendall(line)
+                reply_bytes = recv_line(sock)
+                t1 = perf()
+                lat.append(t1 - t0)
+                if b'"error":{' in reply_bytes:
+                    errors += 1
+                i += 1
+            span = perf() - began
+            gc.enable()
+        out.send((lat.tobytes(), span, errors, None))
+    except Exception as exc:  # reported by the parent
+        out.send((b"", 0, 0, f"{type(exc).__name__}: {exc}"))
+    finally:
+        out.close()
+
+
+def run_client(path: str, agent: str, n: int, warmup: int, pins: set[int] | None,
+               out: multiprocessing.connection.Connection) -> None:
+    """``run true`` n times through the daemon, each timed from send to its ``exit`` event."""
+    try:
+        pin(pins)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(path)
+            buf = b""
+            lat = array.array("q")
+            for i in range(warmup + n):
+                line = json.dumps({"v": 1, "id": i, "op": "run", "command": "true", "cwd": CWD,
+                                   "agent": agent}).encode() + b"\n"
+                t0 = time.perf_counter_ns()
+                sock.sendall(line)
+                while True:
+                    while b"\n" not in buf:
+                        more = sock.recv(65536)
+                        if not more:
+                            raise ConnectionError("the daemon closed the connection")
+                        buf += more
+                    raw, buf = buf.split(b"\n", 1)
+                    event = json.loads(raw)
+                    kind = event.get("event")
+                    if kind == "exit":
+                        break
+                    if kind in ("blocked", "waiting") or "error" in event:
+                        raise RuntimeError(f"`true` was not run: {event}")
+                t1 = time.perf_counter_ns()
+                if event.get("code") != 0:
+                    raise RuntimeError(f"`true` exited with {event.get('code')}")
+                if i >= warmup:
+                    lat.append(t1 - t0)
+        out.send((lat.tobytes(), 0, 0, None))
+    except Exception as exc:
+        out.send((b"", 0, 0, f"{type(exc).__name__}: {exc}"))
+    finally:
+        out.close()
+
+
+def direct_client(n: int, warmup: int, pins: set[int] | None,
+                  out: multiprocessing.connection.Connection) -> None:
+    """``subprocess.run(["bash", "-c", "true"])`` n times, each timed."""
+    try:
+        pin(pins)
+        lat = array.array("q")
+        for i in range(warmup + n):
+            t0 = time.perf_counter_ns()
+            subprocess.run(["bash", "-c", "true"], check=True)
+            t1 = time.perf_counter_ns()
+            if i >= warmup:
+                lat.append(t1 - t0)
+        out.send((lat.tobytes(), 0, 0, None))
+    except Exception as exc:
+        out.send((b"", 0, 0, f"{type(exc).__name__}: {exc}"))
+    finally:
+        out.close()
+
+
+def in_processes(
+    jobs: Sequence[Callable[[multiprocessing.connection.Connection], None]],
+) -> list[tuple[array.array[int], int, int]]:
+    """Run each job in its own forked process; collect (latencies, span, errors)."""
+    ctx = multiprocessing.get_context("fork")
+    procs: list[tuple[multiprocessing.process.BaseProcess,
+                      multiprocessing.connection.Connection]] = []
+    try:
+        for job in jobs:
+            receiver, sender = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=job, args=(sender,), daemon=True)
+            proc.start()
+            sender.close()
+            procs.append((proc, receiver))
+        results: list[tuple[array.array[int], int, int]] = []
+        for proc, receiver in procs:
+            raw, span, errors, failure = receiver.recv()
+            if failure is not None:
+                raise RuntimeError(f"client process failed: {failure}")
+            lat = array.array("q")
+            lat.frombytes(raw)
+            results.append((lat, span, errors))
+        return results
+    finally:
+        for proc, receiver in procs:
+            receiver.close()
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+# --------------------------------------------------------------------------------------------
+# Measurement
+
+
+@dataclass(slots=True)
+class Series:
+    """Pooled round trips of one target at one concurrency, over every round."""
+
+    name: str
+    clients: int
+    samples: list[int] = field(default_factory=list)  # ns
+    requests: int = 0
+    seconds: float = 0.0  # sum over rounds of the longest client window
+    errors: int = 0
+
+    def pct(self, q: float) -> float:
+        data = sorted(self.samples)
+        return data[min(len(data) - 1, int(q * len(data)))] / 1000 if data else float("nan")
+
+    @property
+    def mean_us(self) -> float:
+        return statistics.fmean(self.samples) / 1000 if self.samples else float("nan")
+
+    @property
+    def per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else float("nan")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.name, "clients": self.clients, "requests": self.requests,
+            "mean_us": round(self.mean_us, 1), "p50_us": round(self.pct(0.5), 1),
+            "p99_us": round(self.pct(0.99), 1), "p999_us": round(self.pct(0.999), 1),
+            "checks_per_s": round(self.per_s, 0), "error_replies": self.errors,
+        }
+
+
+def measure_checks(servers: Sequence[tuple[str, Server, str | None]], clients: int, mode: Mode,
+                   where: Placement) -> dict[str, Series]:
+    """Interleaved rounds: each round gives every target the same timed window."""
+    out = {name: Series(name, clients) for name, _, _ in servers}
+    spawn_slack_ns = 150_000_000 + 20_000_000 * clients
+    for _ in range(mode.rounds):
+        for name, server, agent in servers:
+            now = time.monotonic_ns()
+            warm_until = now + spawn_slack_ns + int(mode.warmup_s * 1e9)
+            stop_at = warm_until + int(mode.window_s * 1e9)
+            jobs = [
+                _bind_check(server.socket_path, agent, c * 5, warm_until, stop_at, where.client)
+                for c in range(clients)
+            ]
+            results = in_processes(jobs)
+            series = out[name]
+            for lat, _span, errors in results:
+                series.samples.extend(lat)
+                series.requests += len(lat)
+                series.errors += errors
+            series.seconds += max(span for _, span, _ in results) / 1e9
+    return out
+
+
+def _bind_check(path: str, agent: str | None, offset: int, warm_until: int, stop_at: int,
+                pins: set[int] | None) -> Callable[[multiprocessing.connection.Connection], None]:
+    def job(conn: multiprocessing.connection.Connection) -> None:
+        check_client(path, agent, offset, warm_until, stop_at, pins, conn)
+
+    return job
+
+
+@dataclass(slots=True)
+class RunResult:
+    through_daemon: list[int] = field(default_factory=list)  # ns
+    direct: list[int] = field(default_factory=list)
+
+    @staticmethod
+    def stats(xs: list[int]) -> dict[str, float]:
+        return {
+            "n": len(xs),
+            "mean_ms": round(statistics.fmean(xs) / 1e6, 3),
+            "p50_ms": round(statistics.median(xs) / 1e6, 3),
+            "p99_ms": round(sorted(xs)[min(len(xs) - 1, int(0.99 * len(xs)))] / 1e6, 3),
+        }
+
+
+def measure_runs(server: Server, mode: Mode, where: Placement) -> RunResult:
+    res = RunResult()
+    warmup = max(5, mode.runs // 10)
+    for _ in range(mode.run_rounds):
+        path, n, pins = server.socket_path, mode.runs, where.client
+
+        def daemon_job(conn: multiprocessing.connection.Connection) -> None:
+            run_client(path, RUN_AGENT, n, warmup, pins, conn)
+
+        def direct_job(conn: multiprocessing.connection.Connection) -> None:
+            direct_client(n, warmup, pins, conn)
+
+        [(lat, _, _)] = in_processes([daemon_job])
+        res.through_daemon.extend(lat)
+        [(lat, _, _)] = in_processes([direct_job])
+        res.direct.extend(lat)
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def table(rows: list[Series]) -> str:
+    head = (f"{'target':<22} {'clients':>7} {'requests':>9} {'mean µs':>9} {'p50 µs':>9} "
+            f"{'p99 µs':>9} {'p99.9 µs':>9} {'checks/s':>10}")
+    lines = [head, "-" * len(head)]
+    for s in rows:
+        lines.append(
+            f"{s.name:<22} {s.clients:>7} {s.requests:>9} {s.mean_us:>9.1f} {s.pct(0.5):>9.1f} "
+            f"{s.pct(0.99):>9.1f} {s.pct(0.999):>9.1f} {s.per_s:>10.0f}"
+            + (f"  ({s.errors} error replies)" if s.errors else "")
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="short windows (about 20 s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(ECHO_FLAG, metavar="SOCKET", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.echo_server:
+        echo_server(args.echo_server)
+        return 0
+
+    mode = QUICK if args.quick else FULL
+    where = placement()
+    began = time.monotonic()
+    say: Callable[[str], None] = (lambda _m: None) if args.json else (
+        lambda m: print(m, file=sys.stderr, flush=True))
+    # Short socket paths: /tmp/gkb-XXXXXXXX/<name>.sock stays far below the 108-byte limit.
+    tmp = Path(tempfile.mkdtemp(prefix="gkb-", dir="/tmp"))
+    try:
+        dir15 = tmp / "p15"
+        dir5k = tmp / "p5k"
+        dir15.mkdir()
+        dir5k.mkdir()
+        shutil.copy(EXAMPLE, dir15 / "backend-engineer.md")
+        (dir15 / f"{RUN_AGENT}.md").write_text(example_with_true_allowed(), encoding="utf-8")
+        (dir5k / "generated-5000.md").write_text(generated_agent(), encoding="utf-8")
+        audit_path = tmp / "audit.jsonl"
+
+        srv_echo = echo(tmp)
+        srv15 = daemon_server("d15", tmp, dir15, "backend-engineer")
+        srv5k = daemon_server("d5k", tmp, dir5k, "generated-5000")
+        srv_audit = daemon_server("d15a", tmp, dir15, "backend-engineer", audit_log=audit_path)
+        pin(where.client)  # this process and every client it forks
+        say(f"starting 4 servers in {tmp} …")
+        with started([srv_echo, srv15, srv5k, srv_audit], where) as ready:
+            say("ready in " + ", ".join(f"{k} {v:.2f} s" for k, v in ready.items()))
+            one_targets: list[tuple[str, Server, str | None]] = [
+                ("echo (floor)", srv_echo, None),
+                ("15 rules", srv15, "backend-engineer"),
+                ("5,000 rules", srv5k, "generated-5000"),
+                ("15 rules + audit log", srv_audit, "backend-engineer"),
+            ]
+            say(f"check, 1 client: {mode.rounds} interleaved rounds of {mode.window_s:g} s …")
+            one = measure_checks(one_targets, 1, mode, where)
+            say(f"check, 8 clients: {mode.rounds} interleaved rounds of {mode.window_s:g} s …")
+            eight = measure_checks(one_targets[:3], 8, mode, where)
+            say(f"run `true`: {mode.run_rounds} × {mode.runs} through the daemon and direct …")
+            runs = measure_runs(srv15, mode, where)
+        audit_lines = 0
+        with contextlib.suppress(OSError):
+            with audit_path.open("rb") as f:
+                audit_lines = sum(1 for _ in f)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    e1, r15, r5k, aud = (one[n] for n, _, _ in one_targets)
+    e8, r15_8, r5k_8 = (eight[n] for n, _, _ in one_targets[:3])
+    run_d = RunResult.stats(runs.through_daemon)
+    run_x = RunResult.stats(runs.direct)
+    ratios = {
+        "rules_5000_over_15_mean": r5k.mean_us / r15.mean_us,
+        "one_client_mean_over_echo": r15.mean_us / e1.mean_us,
+        "one_client_mean_over_echo_5000": r5k.mean_us / e1.mean_us,
+        "eight_client_p99_over_echo": r15_8.pct(0.99) / e8.pct(0.99),
+        "eight_client_p99_over_echo_5000": r5k_8.pct(0.99) / e8.pct(0.99),
+        "run_true_minus_direct_ms": run_d["mean_ms"] - run_x["mean_ms"],
+        "run_true_minus_direct_p50_ms": run_d["p50_ms"] - run_x["p50_ms"],
+        "audit_us_per_check_mean": aud.mean_us - r15.mean_us,
+        "audit_us_per_check_p50": aud.pct(0.5) - r15.pct(0.5),
+    }
+    elapsed = time.monotonic() - began
+    result = {
+        "mode": "quick" if args.quick else "full",
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+        "placement": where.describe(),
+        "commands": list(COMMANDS),
+        "check_1_client": [s.to_json() for s in (e1, r15, r5k, aud)],
+        "check_8_clients": [s.to_json() for s in (e8, r15_8, r5k_8)],
+        "run_true": {"through_daemon": run_d, "direct_bash_c": run_x},
+        "audit_log_records": audit_lines,
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "targets": TARGETS,
+        "pass": {k: ratios[k] <= t for k, t in TARGETS.items()},
+        "elapsed_s": round(elapsed, 1),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+
+    def verdict(key: str) -> str:
+        return "PASS" if ratios[key] <= TARGETS[key] else "MISS"
+
+    print(f"gatekeeper socket benchmark ({result['mode']}), Python {result['python']}, "
+          f"{result['machine']}")
+    print(where.describe())
+    print(f"{len(COMMANDS)} command lines, fixed, cwd {CWD}; one request in flight per client; "
+          f"{mode.rounds} interleaved rounds × {mode.window_s:g} s per target "
+          f"after {mode.warmup_s:g} s warm-up")
+    print()
+    print("check round trips")
+    print(table([e1, r15, r5k, aud, e8, r15_8, r5k_8]))
+    print()
+    print("run `true` (ms)          n      mean     p50     p99")
+    for label, st in (("through the daemon", run_d), ("bash -c true direct", run_x)):
+        print(f"{label:<20} {st['n']:>6.0f} {st['mean_ms']:>9.3f} {st['p50_ms']:>7.3f} "
+              f"{st['p99_ms']:>7.3f}")
+    print(f"difference: mean {ratios['run_true_minus_direct_ms']:.3f} ms, "
+          f"p50 {ratios['run_true_minus_direct_p50_ms']:.3f} ms")
+    print()
+    print(f"audit log: {ratios['audit_us_per_check_mean']:+.1f} µs per check (mean), "
+          f"{ratios['audit_us_per_check_p50']:+.1f} µs (p50); {audit_lines} records written")
+    print()
+    print("ratios (target)")
+    print(f"  5,000-rule / 15-rule mean round trip   {ratios['rules_5000_over_15_mean']:6.2f}"
+          f"  (≤ 1.2)   {verdict('rules_5000_over_15_mean')}")
+    print(f"  1-client mean / echo mean              {ratios['one_client_mean_over_echo']:6.2f}"
+          f"  (≤ 1.5)   {verdict('one_client_mean_over_echo')}"
+          f"   [5,000 rules: {ratios['one_client_mean_over_echo_5000']:.2f}]")
+    print(f"  8-client p99 / echo 8-client p99       {ratios['eight_client_p99_over_echo']:6.2f}"
+          f"  (≤ 3)     {verdict('eight_client_p99_over_echo')}"
+          f"   [5,000 rules: {ratios['eight_client_p99_over_echo_5000']:.2f}]")
+    print(f"  run true − direct (mean, ms)           {ratios['run_true_minus_direct_ms']:6.2f}"
+          f"  (≤ 2 ms)  {verdict('run_true_minus_direct_ms')}")
+    print(f"\n({elapsed:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,7 +19,9 @@ Every client is its own process (forked), speaks newline-delimited JSON over a r
 sends one request at a time, waiting for its reply. The servers are pinned to one CPU and the
 clients to another when the machine has two. The targets are measured in interleaved rounds
 (echo, 15 rules, 5,000 rules, audit, echo, …) so that a slow moment of the machine hits all of
-them alike; each client warms up on its fresh connection before its timed window starts.
+them alike; each client warms up on its fresh connection before its timed window starts, and
+each figure (mean, p50, p99, checks/s) is computed per round and reported as the median over
+the rounds.
 Nothing here asserts on time: the numbers and the ratios the design asks for are reported.
 """
 
@@ -52,7 +54,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "policies" / "backend-engineer.md"
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 PYTHON = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
-CWD = "/tmp"
+CWD = "/tmp"  # noqa: S108 - the cwd the checks name; nothing is written there
 GENERATED_RULES = 5000
 RUN_AGENT = "backend-engineer-run"  # the example plus "true": allow, for the run benchmark
 
@@ -96,8 +98,8 @@ class Mode:
     run_rounds: int
 
 
-FULL = Mode(rounds=4, window_s=1.5, warmup_s=0.3, runs=150, run_rounds=2)
-QUICK = Mode(rounds=2, window_s=0.4, warmup_s=0.15, runs=40, run_rounds=1)
+FULL = Mode(rounds=7, window_s=1.0, warmup_s=0.25, runs=100, run_rounds=3)
+QUICK = Mode(rounds=3, window_s=0.3, warmup_s=0.1, runs=40, run_rounds=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,10 +290,8 @@ class Server:
         self.proc = None
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
         # Whatever is left of its group (the guardian, a stray run) goes too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -299,19 +299,31 @@ class Server:
             proc.wait(timeout=5)
 
 
-def daemon_server(name: str, tmp: Path, policy_dir: Path, agent: str,
-                  audit_log: Path | None = None) -> Server:
+def daemon_server(
+    name: str, tmp: Path, policy_dir: Path, agent: str, audit_log: Path | None = None
+) -> Server:
     sock = str(tmp / f"{name}.sock")
-    argv = [PYTHON, "-m", "gatekeeper", "serve", "--socket", sock, "--policy-dir",
-            str(policy_dir), "--default-agent", agent]
+    argv = [
+        PYTHON,
+        "-m",
+        "gatekeeper",
+        "serve",
+        "--socket",
+        sock,
+        "--policy-dir",
+        str(policy_dir),
+        "--default-agent",
+        agent,
+    ]
     argv += ["--audit-log", str(audit_log)] if audit_log is not None else ["--no-audit"]
     return Server(name, sock, argv, tmp / f"{name}.log")
 
 
 def echo(tmp: Path) -> Server:
     sock = str(tmp / "echo.sock")
-    return Server("echo", sock, [PYTHON, str(Path(__file__).resolve()), ECHO_FLAG, sock],
-                  tmp / "echo.log")
+    return Server(
+        "echo", sock, [PYTHON, str(Path(__file__).resolve()), ECHO_FLAG, sock], tmp / "echo.log"
+    )
 
 
 @contextlib.contextmanager
@@ -353,123 +365,157 @@ def request_parts(command: str, agent: str | None) -> tuple[bytes, bytes]:
     return b'{"v":1,"id":', b"," + rest[1:].encode() + b"\n"
 
 
-def check_client(path: str, agent: str | None, offset: int, warm_until: int, stop_at: int,
-                 pins: set[int] | None, out: multiprocessing.connection.Connection) -> None:
-    """Warm up until ``warm_until`` then time every round trip until ``stop_at`` (monotonic ns);
-    send back (latencies in ns, timed window in ns, error replies)."""
-    try:
-        pin(pins)
-        templates = [request_parts(c, agent) for c in COMMANDS]
-        k = len(templates)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(path)
-            i = offset
-            while time.monotonic_ns() < warm_until:  # fresh connection: warm up, check replies
-                head, tail = templates[i % k]
-                sock.sendall(head + str(i).encode() + tail)
-                reply = json.loads(recv_line(sock))
-                if reply.get("id") != i or "error" in reply:
-                    raise RuntimeError(f"bad reply to {COMMANDS[i % k]!r}: {reply}")
-                i += 1
-            lat = array.array("q")
-            errors = 0
-            gc.disable()
-            perf = time.perf_counter_ns
-            began = perf()
-            while time.monotonic_ns() < stop_at:
-                head, tail = templates[i % k]
-                line = head + str(i).encode() + tail
-                t0 = perf()
-                sock.sendall(line)
-                reply_bytes = recv_line(sock)
-                t1 = perf()
-                lat.append(t1 - t0)
-                if b'"error":{' in reply_bytes:
-                    errors += 1
-                i += 1
-            span = perf() - began
-            gc.enable()
-        out.send((lat.tobytes(), span, errors, None))
-    except Exception as exc:  # reported by the parent
-        out.send((b"", 0, 0, f"{type(exc).__name__}: {exc}"))
-    finally:
-        out.close()
+Pipe = multiprocessing.connection.Connection
 
 
-def run_client(path: str, agent: str, n: int, warmup: int, pins: set[int] | None,
-               out: multiprocessing.connection.Connection) -> None:
-    """``run true`` n times through the daemon, each timed from send to its ``exit`` event."""
-    try:
-        pin(pins)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(path)
-            buf = b""
-            lat = array.array("q")
-            for i in range(warmup + n):
-                line = json.dumps({"v": 1, "id": i, "op": "run", "command": "true", "cwd": CWD,
-                                   "agent": agent}).encode() + b"\n"
-                t0 = time.perf_counter_ns()
-                sock.sendall(line)
-                while True:
-                    while b"\n" not in buf:
-                        more = sock.recv(65536)
-                        if not more:
-                            raise ConnectionError("the daemon closed the connection")
-                        buf += more
-                    raw, buf = buf.split(b"\n", 1)
-                    event = json.loads(raw)
-                    kind = event.get("event")
-                    if kind == "exit":
-                        break
-                    if kind in ("blocked", "waiting") or "error" in event:
-                        raise RuntimeError(f"`true` was not run: {event}")
-                t1 = time.perf_counter_ns()
-                if event.get("code") != 0:
-                    raise RuntimeError(f"`true` exited with {event.get('code')}")
-                if i >= warmup:
+@dataclass(frozen=True, slots=True)
+class CheckClient:
+    """Warm up until ``warm_until``, then time every round trip until ``stop_at`` (monotonic
+    ns); send back (latencies in ns, timed window in ns, error replies, failure)."""
+
+    path: str
+    agent: str | None
+    offset: int
+    warm_until: int
+    stop_at: int
+    pins: set[int] | None
+
+    def __call__(self, out: Pipe) -> None:
+        try:
+            pin(self.pins)
+            templates = [request_parts(c, self.agent) for c in COMMANDS]
+            k = len(templates)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(self.path)
+                i = self.offset
+                while time.monotonic_ns() < self.warm_until:  # fresh connection: warm up
+                    head, tail = templates[i % k]
+                    sock.sendall(head + str(i).encode() + tail)
+                    reply = json.loads(recv_line(sock))
+                    if reply.get("id") != i or "error" in reply:
+                        raise RuntimeError(f"bad reply to {COMMANDS[i % k]!r}: {reply}")
+                    i += 1
+                lat = array.array("q")
+                errors = 0
+                gc.disable()
+                perf = time.perf_counter_ns
+                began = perf()
+                while time.monotonic_ns() < self.stop_at:
+                    head, tail = templates[i % k]
+                    line = head + str(i).encode() + tail
+                    t0 = perf()
+                    sock.sendall(line)
+                    reply_bytes = recv_line(sock)
+                    t1 = perf()
                     lat.append(t1 - t0)
-        out.send((lat.tobytes(), 0, 0, None))
-    except Exception as exc:
-        out.send((b"", 0, 0, f"{type(exc).__name__}: {exc}"))
-    finally:
-        out.close()
+                    if b'"error":{' in reply_bytes:
+                        errors += 1
+                    i += 1
+                span = perf() - began
+                gc.enable()
+            out.send((lat.tobytes(), span, errors, None))
+        except Exception as exc:  # reported by the parent
+            out.send((b"", 0, 0, f"{type(exc).__name__}: {exc}"))
+        finally:
+            out.close()
 
 
-def direct_client(n: int, warmup: int, pins: set[int] | None,
-                  out: multiprocessing.connection.Connection) -> None:
+@dataclass(frozen=True, slots=True)
+class RunClient:
+    """``run true`` n times through the daemon, each timed from send to its ``exit`` event."""
+
+    path: str
+    agent: str
+    n: int
+    warmup: int
+    pins: set[int] | None
+
+    def __call__(self, out: Pipe) -> None:
+        try:
+            pin(self.pins)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(self.path)
+                buf = b""
+                lat = array.array("q")
+                for i in range(self.warmup + self.n):
+                    body = {
+                        "v": 1,
+                        "id": i,
+                        "op": "run",
+                        "command": "true",
+                        "cwd": CWD,
+                        "agent": self.agent,
+                    }
+                    line = json.dumps(body).encode() + b"\n"
+                    t0 = time.perf_counter_ns()
+                    sock.sendall(line)
+                    while True:
+                        while b"\n" not in buf:
+                            more = sock.recv(65536)
+                            if not more:
+                                raise ConnectionError("the daemon closed the connection")
+                            buf += more
+                        raw, buf = buf.split(b"\n", 1)
+                        event = json.loads(raw)
+                        kind = event.get("event")
+                        if kind == "exit":
+                            break
+                        if kind in ("blocked", "waiting") or "error" in event:
+                            raise RuntimeError(f"`true` was not run: {event}")
+                    t1 = time.perf_counter_ns()
+                    if event.get("code") != 0:
+                        raise RuntimeError(f"`true` exited with {event.get('code')}")
+                    if i >= self.warmup:
+                        lat.append(t1 - t0)
+            out.send((lat.tobytes(), 0, 0, None))
+        except Exception as exc:
+            out.send((b"", 0, 0, f"{type(exc).__name__}: {exc}"))
+        finally:
+            out.close()
+
+
+@dataclass(frozen=True, slots=True)
+class DirectClient:
     """``subprocess.run(["bash", "-c", "true"])`` n times, each timed."""
-    try:
-        pin(pins)
-        lat = array.array("q")
-        for i in range(warmup + n):
-            t0 = time.perf_counter_ns()
-            subprocess.run(["bash", "-c", "true"], check=True)
-            t1 = time.perf_counter_ns()
-            if i >= warmup:
-                lat.append(t1 - t0)
-        out.send((lat.tobytes(), 0, 0, None))
-    except Exception as exc:
-        out.send((b"", 0, 0, f"{type(exc).__name__}: {exc}"))
-    finally:
-        out.close()
+
+    n: int
+    warmup: int
+    pins: set[int] | None
+
+    def __call__(self, out: Pipe) -> None:
+        try:
+            pin(self.pins)
+            lat = array.array("q")
+            for i in range(self.warmup + self.n):
+                t0 = time.perf_counter_ns()
+                subprocess.run(["bash", "-c", "true"], check=True)
+                t1 = time.perf_counter_ns()
+                if i >= self.warmup:
+                    lat.append(t1 - t0)
+            out.send((lat.tobytes(), 0, 0, None))
+        except Exception as exc:
+            out.send((b"", 0, 0, f"{type(exc).__name__}: {exc}"))
+        finally:
+            out.close()
 
 
 def in_processes(
-    jobs: Sequence[Callable[[multiprocessing.connection.Connection], None]],
+    jobs: Sequence[Callable[[Pipe], None]],
 ) -> list[tuple[array.array[int], int, int]]:
     """Run each job in its own forked process; collect (latencies, span, errors)."""
     ctx = multiprocessing.get_context("fork")
-    procs: list[tuple[multiprocessing.process.BaseProcess,
-                      multiprocessing.connection.Connection]] = []
+    procs: list[tuple[multiprocessing.process.BaseProcess, Pipe]] = []
     try:
         for job in jobs:
             receiver, sender = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=job, args=(sender,), daemon=True)
-            proc.start()
+            child: multiprocessing.process.BaseProcess = ctx.Process(
+                target=job, args=(sender,), daemon=True
+            )
+            child.start()
             sender.close()
-            procs.append((proc, receiver))
+            procs.append((child, receiver))
         results: list[tuple[array.array[int], int, int]] = []
-        for proc, receiver in procs:
+        for _proc, receiver in procs:
             raw, span, errors, failure = receiver.recv()
             if failure is not None:
                 raise RuntimeError(f"client process failed: {failure}")
@@ -490,20 +536,20 @@ def in_processes(
 # Measurement
 
 
+def pct_us(sorted_ns: Sequence[int], q: float) -> float:
+    """Nearest-rank percentile of sorted nanoseconds, in µs."""
+    if not sorted_ns:
+        return float("nan")
+    return sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))] / 1000
+
+
 @dataclass(slots=True)
-class Series:
-    """Pooled round trips of one target at one concurrency, over every round."""
+class Round:
+    """One timed window of one target: every client's round trips pooled."""
 
-    name: str
-    clients: int
-    samples: list[int] = field(default_factory=list)  # ns
-    requests: int = 0
-    seconds: float = 0.0  # sum over rounds of the longest client window
-    errors: int = 0
-
-    def pct(self, q: float) -> float:
-        data = sorted(self.samples)
-        return data[min(len(data) - 1, int(q * len(data)))] / 1000 if data else float("nan")
+    samples: list[int]  # ns, sorted
+    seconds: float  # the longest client window
+    errors: int
 
     @property
     def mean_us(self) -> float:
@@ -511,19 +557,66 @@ class Series:
 
     @property
     def per_s(self) -> float:
-        return self.requests / self.seconds if self.seconds else float("nan")
+        return len(self.samples) / self.seconds if self.seconds else float("nan")
+
+
+@dataclass(slots=True)
+class Series:
+    """One target at one concurrency over every round. Each figure is computed per round and
+    the median over the rounds is reported, so one round disturbed by something else running
+    on the machine does not decide it."""
+
+    name: str
+    clients: int
+    rounds: list[Round] = field(default_factory=list)
+
+    def _median(self, of: Callable[[Round], float]) -> float:
+        return statistics.median(of(r) for r in self.rounds) if self.rounds else float("nan")
+
+    def pct(self, q: float) -> float:
+        return self._median(lambda r: pct_us(r.samples, q))
+
+    @property
+    def mean_us(self) -> float:
+        return self._median(lambda r: r.mean_us)
+
+    @property
+    def per_s(self) -> float:
+        return self._median(lambda r: r.per_s)
+
+    @property
+    def requests(self) -> int:
+        return sum(len(r.samples) for r in self.rounds)
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.rounds)
+
+    @property
+    def mean_range(self) -> tuple[float, float]:
+        means = [r.mean_us for r in self.rounds]
+        return (min(means), max(means)) if means else (float("nan"), float("nan"))
 
     def to_json(self) -> dict[str, Any]:
+        lo, hi = self.mean_range
         return {
-            "target": self.name, "clients": self.clients, "requests": self.requests,
-            "mean_us": round(self.mean_us, 1), "p50_us": round(self.pct(0.5), 1),
-            "p99_us": round(self.pct(0.99), 1), "p999_us": round(self.pct(0.999), 1),
-            "checks_per_s": round(self.per_s, 0), "error_replies": self.errors,
+            "target": self.name,
+            "clients": self.clients,
+            "rounds": len(self.rounds),
+            "requests": self.requests,
+            "mean_us": round(self.mean_us, 1),
+            "p50_us": round(self.pct(0.5), 1),
+            "p99_us": round(self.pct(0.99), 1),
+            "p999_us": round(self.pct(0.999), 1),
+            "checks_per_s": round(self.per_s, 0),
+            "round_means_us": [round(lo, 1), round(hi, 1)],
+            "error_replies": self.errors,
         }
 
 
-def measure_checks(servers: Sequence[tuple[str, Server, str | None]], clients: int, mode: Mode,
-                   where: Placement) -> dict[str, Series]:
+def measure_checks(
+    servers: Sequence[tuple[str, Server, str | None]], clients: int, mode: Mode, where: Placement
+) -> dict[str, Series]:
     """Interleaved rounds: each round gives every target the same timed window."""
     out = {name: Series(name, clients) for name, _, _ in servers}
     spawn_slack_ns = 150_000_000 + 20_000_000 * clients
@@ -533,25 +626,14 @@ def measure_checks(servers: Sequence[tuple[str, Server, str | None]], clients: i
             warm_until = now + spawn_slack_ns + int(mode.warmup_s * 1e9)
             stop_at = warm_until + int(mode.window_s * 1e9)
             jobs = [
-                _bind_check(server.socket_path, agent, c * 5, warm_until, stop_at, where.client)
+                CheckClient(server.socket_path, agent, c * 5, warm_until, stop_at, where.client)
                 for c in range(clients)
             ]
             results = in_processes(jobs)
-            series = out[name]
-            for lat, _span, errors in results:
-                series.samples.extend(lat)
-                series.requests += len(lat)
-                series.errors += errors
-            series.seconds += max(span for _, span, _ in results) / 1e9
+            pooled = sorted(x for lat, _, _ in results for x in lat)
+            seconds = max(span for _, span, _ in results) / 1e9
+            out[name].rounds.append(Round(pooled, seconds, sum(e for _, _, e in results)))
     return out
-
-
-def _bind_check(path: str, agent: str | None, offset: int, warm_until: int, stop_at: int,
-                pins: set[int] | None) -> Callable[[multiprocessing.connection.Connection], None]:
-    def job(conn: multiprocessing.connection.Connection) -> None:
-        check_client(path, agent, offset, warm_until, stop_at, pins, conn)
-
-    return job
 
 
 @dataclass(slots=True)
@@ -573,17 +655,10 @@ def measure_runs(server: Server, mode: Mode, where: Placement) -> RunResult:
     res = RunResult()
     warmup = max(5, mode.runs // 10)
     for _ in range(mode.run_rounds):
-        path, n, pins = server.socket_path, mode.runs, where.client
-
-        def daemon_job(conn: multiprocessing.connection.Connection) -> None:
-            run_client(path, RUN_AGENT, n, warmup, pins, conn)
-
-        def direct_job(conn: multiprocessing.connection.Connection) -> None:
-            direct_client(n, warmup, pins, conn)
-
+        daemon_job = RunClient(server.socket_path, RUN_AGENT, mode.runs, warmup, where.client)
         [(lat, _, _)] = in_processes([daemon_job])
         res.through_daemon.extend(lat)
-        [(lat, _, _)] = in_processes([direct_job])
+        [(lat, _, _)] = in_processes([DirectClient(mode.runs, warmup, where.client)])
         res.direct.extend(lat)
     return res
 
@@ -593,13 +668,16 @@ def measure_runs(server: Server, mode: Mode, where: Placement) -> RunResult:
 
 
 def table(rows: list[Series]) -> str:
-    head = (f"{'target':<22} {'clients':>7} {'requests':>9} {'mean µs':>9} {'p50 µs':>9} "
-            f"{'p99 µs':>9} {'p99.9 µs':>9} {'checks/s':>10}")
+    head = (
+        f"{'target':<22} {'clients':>7} {'requests':>9} {'mean µs':>9} {'p50 µs':>9} "
+        f"{'p99 µs':>9} {'p99.9 µs':>9} {'checks/s':>10}  {'mean per round':>15}"
+    )
     lines = [head, "-" * len(head)]
     for s in rows:
         lines.append(
             f"{s.name:<22} {s.clients:>7} {s.requests:>9} {s.mean_us:>9.1f} {s.pct(0.5):>9.1f} "
             f"{s.pct(0.99):>9.1f} {s.pct(0.999):>9.1f} {s.per_s:>10.0f}"
+            f"  {s.mean_range[0]:>7.1f}-{s.mean_range[1]:<7.1f}"
             + (f"  ({s.errors} error replies)" if s.errors else "")
         )
     return "\n".join(lines)
@@ -618,8 +696,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = QUICK if args.quick else FULL
     where = placement()
     began = time.monotonic()
-    say: Callable[[str], None] = (lambda _m: None) if args.json else (
-        lambda m: print(m, file=sys.stderr, flush=True))
+    say: Callable[[str], None] = (
+        (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    )
     # Short socket paths: /tmp/gkb-XXXXXXXX/<name>.sock stays far below the 108-byte limit.
     tmp = Path(tempfile.mkdtemp(prefix="gkb-", dir="/tmp"))
     try:
@@ -650,12 +729,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             one = measure_checks(one_targets, 1, mode, where)
             say(f"check, 8 clients: {mode.rounds} interleaved rounds of {mode.window_s:g} s …")
             eight = measure_checks(one_targets[:3], 8, mode, where)
-            say(f"run `true`: {mode.run_rounds} × {mode.runs} through the daemon and direct …")
+            say(f"run `true`: {mode.run_rounds} x {mode.runs} through the daemon and direct …")
             runs = measure_runs(srv15, mode, where)
         audit_lines = 0
-        with contextlib.suppress(OSError):
-            with audit_path.open("rb") as f:
-                audit_lines = sum(1 for _ in f)
+        with contextlib.suppress(OSError), audit_path.open("rb") as f:
+            audit_lines = sum(1 for _ in f)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -697,37 +775,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     def verdict(key: str) -> str:
         return "PASS" if ratios[key] <= TARGETS[key] else "MISS"
 
-    print(f"gatekeeper socket benchmark ({result['mode']}), Python {result['python']}, "
-          f"{result['machine']}")
+    print(
+        f"gatekeeper socket benchmark ({result['mode']}), Python {result['python']}, "
+        f"{result['machine']}"
+    )
     print(where.describe())
-    print(f"{len(COMMANDS)} command lines, fixed, cwd {CWD}; one request in flight per client; "
-          f"{mode.rounds} interleaved rounds × {mode.window_s:g} s per target "
-          f"after {mode.warmup_s:g} s warm-up")
+    print(
+        f"{len(COMMANDS)} command lines, fixed, cwd {CWD}; one request in flight per client; "
+        f"{mode.rounds} interleaved rounds x {mode.window_s:g} s per target "
+        f"after {mode.warmup_s:g} s warm-up"
+    )
     print()
-    print("check round trips")
+    print(
+        f"check round trips: each figure is the median over {mode.rounds} rounds of that "
+        "round's figure (all clients pooled)"
+    )
     print(table([e1, r15, r5k, aud, e8, r15_8, r5k_8]))
     print()
     print("run `true` (ms)          n      mean     p50     p99")
     for label, st in (("through the daemon", run_d), ("bash -c true direct", run_x)):
-        print(f"{label:<20} {st['n']:>6.0f} {st['mean_ms']:>9.3f} {st['p50_ms']:>7.3f} "
-              f"{st['p99_ms']:>7.3f}")
-    print(f"difference: mean {ratios['run_true_minus_direct_ms']:.3f} ms, "
-          f"p50 {ratios['run_true_minus_direct_p50_ms']:.3f} ms")
+        print(
+            f"{label:<20} {st['n']:>6.0f} {st['mean_ms']:>9.3f} {st['p50_ms']:>7.3f} "
+            f"{st['p99_ms']:>7.3f}"
+        )
+    print(
+        f"difference: mean {ratios['run_true_minus_direct_ms']:.3f} ms, "
+        f"p50 {ratios['run_true_minus_direct_p50_ms']:.3f} ms"
+    )
     print()
-    print(f"audit log: {ratios['audit_us_per_check_mean']:+.1f} µs per check (mean), "
-          f"{ratios['audit_us_per_check_p50']:+.1f} µs (p50); {audit_lines} records written")
+    print(
+        f"audit log: {ratios['audit_us_per_check_mean']:+.1f} µs per check (mean), "
+        f"{ratios['audit_us_per_check_p50']:+.1f} µs (p50); {audit_lines} records written"
+    )
     print()
     print("ratios (target)")
-    print(f"  5,000-rule / 15-rule mean round trip   {ratios['rules_5000_over_15_mean']:6.2f}"
-          f"  (≤ 1.2)   {verdict('rules_5000_over_15_mean')}")
-    print(f"  1-client mean / echo mean              {ratios['one_client_mean_over_echo']:6.2f}"
-          f"  (≤ 1.5)   {verdict('one_client_mean_over_echo')}"
-          f"   [5,000 rules: {ratios['one_client_mean_over_echo_5000']:.2f}]")
-    print(f"  8-client p99 / echo 8-client p99       {ratios['eight_client_p99_over_echo']:6.2f}"
-          f"  (≤ 3)     {verdict('eight_client_p99_over_echo')}"
-          f"   [5,000 rules: {ratios['eight_client_p99_over_echo_5000']:.2f}]")
-    print(f"  run true − direct (mean, ms)           {ratios['run_true_minus_direct_ms']:6.2f}"
-          f"  (≤ 2 ms)  {verdict('run_true_minus_direct_ms')}")
+    print(
+        f"  5,000-rule / 15-rule mean round trip   {ratios['rules_5000_over_15_mean']:6.2f}"
+        f"  (≤ 1.2)   {verdict('rules_5000_over_15_mean')}"
+    )
+    print(
+        f"  1-client mean / echo mean              {ratios['one_client_mean_over_echo']:6.2f}"
+        f"  (≤ 1.5)   {verdict('one_client_mean_over_echo')}"
+        f"   [5,000 rules: {ratios['one_client_mean_over_echo_5000']:.2f}]"
+    )
+    print(
+        f"  8-client p99 / echo 8-client p99       {ratios['eight_client_p99_over_echo']:6.2f}"
+        f"  (≤ 3)     {verdict('eight_client_p99_over_echo')}"
+        f"   [5,000 rules: {ratios['eight_client_p99_over_echo_5000']:.2f}]"
+    )
+    print(
+        f"  run true - direct (mean, ms)           {ratios['run_true_minus_direct_ms']:6.2f}"
+        f"  (≤ 2 ms)  {verdict('run_true_minus_direct_ms')}"
+    )
     print(f"\n({elapsed:.0f} s)")
     return 0
 

@@ -38,42 +38,83 @@ def _parser() -> argparse.ArgumentParser:
     src = check.add_mutually_exclusive_group()
     src.add_argument("--policy", metavar="FILE", help="one agent file")
     src.add_argument(
-        "--policy-dir", metavar="DIR",
+        "--policy-dir",
+        metavar="DIR",
         help="directory of agent files (default: $GATEKEEPER_POLICY_DIR or the bundled ones)",
     )
-    check.add_argument("--agent", metavar="NAME",
-                       help="agent in --policy-dir (default: $GATEKEEPER_AGENT or 'default')")
-    check.add_argument("--cwd", metavar="DIR",
-                       help="project root the command runs in (default: the current directory)")
+    check.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="agent in --policy-dir (default: $GATEKEEPER_AGENT or 'default')",
+    )
+    check.add_argument(
+        "--cwd",
+        metavar="DIR",
+        help="project root the command runs in (default: the current directory)",
+    )
     check.add_argument("--json", action="store_true", help="print one JSON object")
-    check.add_argument("--permission", choices=("edit", "write"),
-                       help="decide a file path for this permission (with --path)")
+    check.add_argument(
+        "--permission",
+        choices=("edit", "write"),
+        help="decide a file path for this permission (with --path)",
+    )
     check.add_argument("--path", metavar="PATH", help="the file path to decide")
-    check.add_argument("cmd", nargs="?", metavar="COMMAND",
-                       help="the command line; '-' reads it from stdin as raw bytes")
+    check.add_argument(
+        "cmd",
+        nargs="?",
+        metavar="COMMAND",
+        help="the command line; '-' reads it from stdin as raw bytes",
+    )
 
     serve = sub.add_parser("serve", help="run the daemon in the foreground")
-    serve.add_argument("--policy-dir", metavar="DIR",
-                       help="agent files (default: $GATEKEEPER_POLICY_DIR or the bundled ones)")
-    serve.add_argument("--socket", metavar="PATH",
-                       help="socket path (default: $XDG_RUNTIME_DIR/gatekeeper/gatekeeper.sock)")
-    serve.add_argument("--audit-log", metavar="PATH",
-                       help="audit log (default: $XDG_STATE_HOME/gatekeeper/audit.jsonl)")
+    serve.add_argument(
+        "--policy-dir",
+        metavar="DIR",
+        help="agent files (default: $GATEKEEPER_POLICY_DIR or the bundled ones)",
+    )
+    serve.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="socket path (default: $XDG_RUNTIME_DIR/gatekeeper/gatekeeper.sock)",
+    )
+    serve.add_argument(
+        "--audit-log",
+        metavar="PATH",
+        help="audit log (default: $XDG_STATE_HOME/gatekeeper/audit.jsonl)",
+    )
     serve.add_argument("--no-audit", action="store_true", help="write no audit log")
-    serve.add_argument("--default-agent", metavar="NAME",
-                       help="agent for requests that name none (default: 'default')")
-    serve.add_argument("--approval-timeout", type=float, metavar="SECONDS",
-                       help="deny a run nobody answered within this time (default: 120)")
-    serve.add_argument("--grace", type=float, metavar="SECONDS",
-                       help="on SIGTERM, let runs finish this long before killing them (5)")
-    serve.add_argument("--config", metavar="FILE",
-                       help="TOML config file (default: ~/.config/gatekeeper/config.toml)")
+    serve.add_argument(
+        "--default-agent",
+        metavar="NAME",
+        help="agent for requests that name none (default: 'default')",
+    )
+    serve.add_argument(
+        "--approval-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="deny a run nobody answered within this time (default: 120)",
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        metavar="SECONDS",
+        help="on SIGTERM, let runs finish this long before killing them (5)",
+    )
+    serve.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config file (default: ~/.config/gatekeeper/config.toml)",
+    )
 
-    run = sub.add_parser("run", help="run a command through the daemon",
-                         description="Run COMMAND through the daemon. Exits with the "
-                         "command's status; 126 when blocked, 125 when the daemon is unavailable.")
-    run.add_argument("--agent", metavar="NAME", help="agent (default: $GATEKEEPER_AGENT or the "
-                     "daemon's default)")
+    run = sub.add_parser(
+        "run",
+        help="run a command through the daemon",
+        description="Run COMMAND through the daemon. Exits with the "
+        "command's status; 126 when blocked, 125 when the daemon is unavailable.",
+    )
+    run.add_argument(
+        "--agent", metavar="NAME", help="agent (default: $GATEKEEPER_AGENT or the daemon's default)"
+    )
     run.add_argument("--socket", metavar="PATH", help="daemon socket")
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="kill the command after")
     run.add_argument("words", nargs=argparse.REMAINDER, metavar="-- COMMAND…")
@@ -148,9 +189,12 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "run":
         from gatekeeper.commands import run as run_cmd
 
-        return run_cmd.run(words=args.words, socket_path=args.socket,
-                           agent=args.agent or os.environ.get("GATEKEEPER_AGENT"),
-                           timeout=args.timeout)
+        return run_cmd.run(
+            words=args.words,
+            socket_path=args.socket,
+            agent=args.agent or os.environ.get("GATEKEEPER_AGENT"),
+            timeout=args.timeout,
+        )
     if args.command == "status":
         from gatekeeper.commands import status as status_cmd
 

@@ -84,8 +84,12 @@ class Client:
 
     def send(self, op: str, request_id: str | int | None = None, **fields: Any) -> str | int:
         rid: str | int = request_id if request_id is not None else next(self._ids)
-        body = {"v": VERSION, "id": rid, "op": op, **{k: v for k, v in fields.items()
-                                                      if v is not None}}
+        body = {
+            "v": VERSION,
+            "id": rid,
+            "op": op,
+            **{k: v for k, v in fields.items() if v is not None},
+        }
         self._sock.sendall(json.dumps(body, ensure_ascii=False).encode() + b"\n")
         return rid
 
@@ -116,16 +120,24 @@ class Client:
 
     # -- operations ---------------------------------------------------------------------------
 
-    def check(self, command: str, *, cwd: str | None = None, agent: str | None = None
-              ) -> dict[str, Any]:
+    def check(
+        self, command: str, *, cwd: str | None = None, agent: str | None = None
+    ) -> dict[str, Any]:
         """Decide a command; nothing runs. Returns ``decision``, ``reason``, ``parts``."""
         return self.request("check", command=command, cwd=cwd or os.getcwd(), agent=agent)
 
-    def check_path(self, path: str, permission: str = "edit", *, cwd: str | None = None,
-                   agent: str | None = None) -> dict[str, Any]:
+    def check_path(
+        self,
+        path: str,
+        permission: str = "edit",
+        *,
+        cwd: str | None = None,
+        agent: str | None = None,
+    ) -> dict[str, Any]:
         """Decide an edit or write of a file path."""
-        return self.request("check", path=path, permission=permission,
-                            cwd=cwd or os.getcwd(), agent=agent)
+        return self.request(
+            "check", path=path, permission=permission, cwd=cwd or os.getcwd(), agent=agent
+        )
 
     def run(
         self,
@@ -143,9 +155,16 @@ class Client:
         Output events carry text in ``data``; base64 output is decoded into ``bytes`` under
         ``raw`` for convenience.
         """
-        rid = self.send("run", request_id, command=command, cwd=cwd or os.getcwd(),
-                        agent=agent, env=dict(env) if env is not None else None,
-                        timeout=timeout, stdin=stdin)
+        rid = self.send(
+            "run",
+            request_id,
+            command=command,
+            cwd=cwd or os.getcwd(),
+            agent=agent,
+            env=dict(env) if env is not None else None,
+            timeout=timeout,
+            stdin=stdin,
+        )
         while True:
             msg = self.receive()
             if msg.get("id") != rid:
@@ -176,8 +195,10 @@ class Client:
         items: list[dict[str, Any]] = self.request("pending")["pending"]
         return items
 
-    def answer(self, request: str, answer: str, *, pattern: str | None = None,
-               message: str | None = None) -> dict[str, Any]:
+    def answer(
+        self, request: str, answer: str, *, pattern: str | None = None, message: str | None = None
+    ) -> dict[str, Any]:
         """Answer a pending request: ``once``, ``always`` (with ``pattern``) or ``reject``."""
-        return self.request("answer", request=request, answer=answer, pattern=pattern,
-                            message=message)
+        return self.request(
+            "answer", request=request, answer=answer, pattern=pattern, message=message
+        )

@@ -43,7 +43,9 @@ class PartDecision:
 
     def explain(self) -> str:
         if self.rule is not None:
-            origin = "" if self.rule.origin.startswith("permission") else f", {self.rule.origin}: false"
+            origin = (
+                "" if self.rule.origin.startswith("permission") else f", {self.rule.origin}: false"
+            )
             why = f'rule "{self.rule.pattern}" → {self.rule.action} ({self.rule.source}{origin})'
         else:
             why = f"no {self.permission} rule matches (ask)"
@@ -115,8 +117,7 @@ def combine(parts: tuple[PartDecision, ...], agent: str = "") -> Decision:
     rank = 0
     for p in parts:
         r = STRICTNESS[p.decision]
-        if r > rank:
-            rank = r
+        rank = max(rank, r)
     return Decision(_BY_RANK[rank], parts, agent)
 
 
@@ -177,9 +178,21 @@ def decide_command(
 # Variables that change what bash runs before or instead of the command it was given.
 _SHELL_ENV = frozenset(
     {
-        "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "GLOBIGNORE",
-        "IFS", "CDPATH", "EXECIGNORE", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT",
-        "BASH_XTRACEFD", "BASH_LOADABLES_PATH",
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        "GLOBIGNORE",
+        "IFS",
+        "CDPATH",
+        "EXECIGNORE",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "LD_AUDIT",
+        "BASH_XTRACEFD",
+        "BASH_LOADABLES_PATH",
     }
 )
 _RELATIVE_PATH_ENTRY = re.compile(r"(^|:)(?!/)[^:]*(:|$)|(^|:)(:|$)")
@@ -195,12 +208,24 @@ def env_parts(env: Mapping[str, str]) -> tuple[Part, ...]:
     out: list[Part] = []
     for name in sorted(env):
         if name in _SHELL_ENV or name.startswith("BASH_FUNC_"):
-            out.append(Part("bash", f"env {name}", "ask",
-                            f"the environment sets {name}, which changes what bash runs"))
+            out.append(
+                Part(
+                    "bash",
+                    f"env {name}",
+                    "ask",
+                    f"the environment sets {name}, which changes what bash runs",
+                )
+            )
     path = env.get("PATH")
     if path is not None and (path == "" or _RELATIVE_PATH_ENTRY.search(path)):
-        out.append(Part("bash", "env PATH", "ask",
-                        "PATH has an empty or relative entry: commands may come from the project"))
+        out.append(
+            Part(
+                "bash",
+                "env PATH",
+                "ask",
+                "PATH has an empty or relative entry: commands may come from the project",
+            )
+        )
     return tuple(out)
 
 

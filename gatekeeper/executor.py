@@ -188,7 +188,8 @@ async def pump(execution: Execution, stdin: bytes | None, sink: OutputSink) -> i
     proc = execution.proc
 
     async def feed() -> None:
-        assert proc.stdin is not None
+        if proc.stdin is None:
+            return
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             proc.stdin.write(stdin or b"")
             await proc.stdin.drain()

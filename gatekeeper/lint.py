@@ -48,8 +48,11 @@ RISKY_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("go run ./anything", "runs any Go program", "go run *"),
     ("go generate ./...", "runs the commands in //go:generate lines", "go generate *"),
     ("go test -exec /bin/sh ./...", "runs test binaries through any program", "go test *-exec*"),
-    ("docker run --privileged image", "gives the container the whole machine",
-     "docker run *--privileged*"),
+    (
+        "docker run --privileged image",
+        "gives the container the whole machine",
+        "docker run *--privileged*",
+    ),
     ("docker run -v /:/host image", "mounts the host's files", "docker run *-v*"),
     ("docker run --pid=host image", "shares the host's processes", "docker run *--pid*"),
     ("docker exec -it container sh", "runs commands in a running container", "docker exec *"),
@@ -59,8 +62,7 @@ RISKY_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("git clean -fdx", "deletes untracked files", "git clean *"),
     ("git diff --output=/etc/passwd", "writes any file", "git diff *--output*"),
     ("git log --output=/etc/passwd", "writes any file", "git log *--output*"),
-    ("git config alias.x '!sh -c evil'", "defines an alias that runs any command",
-     "git config *"),
+    ("git config alias.x '!sh -c evil'", "defines an alias that runs any command", "git config *"),
     ("kubectl delete namespace production", "deletes cluster resources", "kubectl delete *"),
     ("terraform destroy -auto-approve", "destroys infrastructure", "terraform destroy *"),
     ("find . -delete", "deletes files", "find *-delete*"),
@@ -80,10 +82,40 @@ RISKY_COMMANDS: tuple[tuple[str, str, str], ...] = (
 
 # Common programs whose names start with another's: shown when a prefix lacks a word boundary.
 COMMON_COMMANDS = (
-    "gofmt", "godoc", "gopls", "pipenv", "pip3", "pipx", "npx", "python3", "pythonw", "node-gyp",
-    "gitk", "git-lfs", "docker-compose", "kubectx", "mysqldump", "mysqladmin", "psql", "rmdir",
-    "lsblk", "lsof", "catdoc", "makepkg", "cargo-clippy", "rustup", "terraform-docs", "mongosh",
-    "mongodump", "curlie", "shred", "shutdown", "sudoedit", "chmod", "chown", "envsubst",
+    "gofmt",
+    "godoc",
+    "gopls",
+    "pipenv",
+    "pip3",
+    "pipx",
+    "npx",
+    "python3",
+    "pythonw",
+    "node-gyp",
+    "gitk",
+    "git-lfs",
+    "docker-compose",
+    "kubectx",
+    "mysqldump",
+    "mysqladmin",
+    "psql",
+    "rmdir",
+    "lsblk",
+    "lsof",
+    "catdoc",
+    "makepkg",
+    "cargo-clippy",
+    "rustup",
+    "terraform-docs",
+    "mongosh",
+    "mongodump",
+    "curlie",
+    "shred",
+    "shutdown",
+    "sudoedit",
+    "chmod",
+    "chown",
+    "envsubst",
 )
 
 
@@ -163,7 +195,11 @@ def _word_boundaries(rules: tuple[Rule, ...]) -> list[Finding]:
         if any(ch in stem for ch in "*?"):
             continue
         examples = [c for c in COMMON_COMMANDS if c.startswith(stem) and c != stem]
-        also = f"e.g. {', '.join(examples[:3])}" if examples else f"any command whose name starts with {stem}"
+        also = (
+            f"e.g. {', '.join(examples[:3])}"
+            if examples
+            else f"any command whose name starts with {stem}"
+        )
         out.append(
             Finding(
                 "warning",
@@ -217,8 +253,7 @@ def _tests(policy: Policy) -> list[Finding]:
                 Finding(
                     "error",
                     t.source,
-                    f"test failed: `{t.subject}` is {d.decision}, expected {t.expect} "
-                    f"({d.reason})",
+                    f"test failed: `{t.subject}` is {d.decision}, expected {t.expect} ({d.reason})",
                 )
             )
     return out

@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def default_socket() -> Path:
-    """$GATEKEEPER_SOCKET, else $XDG_RUNTIME_DIR/gatekeeper/gatekeeper.sock, else /tmp/gatekeeper-UID/."""
+    """$GATEKEEPER_SOCKET, else $XDG_RUNTIME_DIR/gatekeeper/gatekeeper.sock,
+    else /tmp/gatekeeper-UID/gatekeeper.sock."""
     env = os.environ.get("GATEKEEPER_SOCKET")
     if env:
         return Path(env)

@@ -121,8 +121,14 @@ OPS = ("check", "run", "cancel", "status", "reload", "subscribe", "pending", "an
 ANSWERS = ("once", "always", "reject")
 
 
-def _field(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], rid: RequestId,
-           *, required: bool = True) -> Any:
+def _field(
+    obj: Mapping[str, Any],
+    name: str,
+    kind: type | tuple[type, ...],
+    rid: RequestId,
+    *,
+    required: bool = True,
+) -> Any:
     if name not in obj or obj[name] is None:
         if required:
             raise ProtocolError("bad_request", f"missing field {name!r}", rid)
@@ -164,8 +170,11 @@ def parse_request(line: bytes) -> Request:
         raise ProtocolError("bad_request", "field 'id' is longer than 200 characters", None)
     v = obj.get("v")
     if v != VERSION or isinstance(v, bool):
-        raise ProtocolError("unsupported_version", f"protocol version {v!r} is not supported; "
-                            f"send \"v\": {VERSION}", rid)
+        raise ProtocolError(
+            "unsupported_version",
+            f'protocol version {v!r} is not supported; send "v": {VERSION}',
+            rid,
+        )
     op = obj.get("op")
     if not isinstance(op, str):
         raise ProtocolError("bad_request", "missing field 'op'", rid)
@@ -178,25 +187,44 @@ def parse_request(line: bytes) -> Request:
         if (command is None) == (path is None):
             raise ProtocolError("bad_request", "check takes either 'command' or 'path'", rid)
         if path is not None and permission not in ("edit", "write"):
-            raise ProtocolError("bad_request", "a path check needs 'permission': edit or write", rid)
-        return Check(rid, op, _text(obj, "agent", rid, required=False), command,
-                     permission, path, _text(obj, "cwd", rid, required=False))
+            raise ProtocolError(
+                "bad_request", "a path check needs 'permission': edit or write", rid
+            )
+        return Check(
+            rid,
+            op,
+            _text(obj, "agent", rid, required=False),
+            command,
+            permission,
+            path,
+            _text(obj, "cwd", rid, required=False),
+        )
     if op == "run":
         env = _field(obj, "env", dict, rid, required=False)
         if env is not None:
             for k, val in env.items():
                 if not isinstance(val, str) or not k or "=" in k or "\x00" in k or "\x00" in val:
-                    raise ProtocolError("bad_request", "field 'env' must map names to strings "
-                                        "(no '=' in names, no NUL bytes)", rid)
+                    raise ProtocolError(
+                        "bad_request",
+                        "field 'env' must map names to strings (no '=' in names, no NUL bytes)",
+                        rid,
+                    )
         timeout = _field(obj, "timeout", (int, float), rid, required=False)
         if timeout is not None and (not math.isfinite(timeout) or timeout <= 0):
             raise ProtocolError("bad_request", "field 'timeout' must be a positive number", rid)
         cwd = _text(obj, "cwd", rid)
         if not cwd.startswith("/"):
             raise ProtocolError("bad_request", "field 'cwd' must be an absolute path", rid)
-        return Run(rid, op, _text(obj, "agent", rid, required=False), _text(obj, "command", rid),
-                   cwd, env, float(timeout) if timeout is not None else None,
-                   _text(obj, "stdin", rid, required=False))
+        return Run(
+            rid,
+            op,
+            _text(obj, "agent", rid, required=False),
+            _text(obj, "command", rid),
+            cwd,
+            env,
+            float(timeout) if timeout is not None else None,
+            _text(obj, "stdin", rid, required=False),
+        )
     if op == "cancel":
         target = obj.get("target")
         if isinstance(target, bool) or not isinstance(target, (str, int)):
@@ -207,7 +235,13 @@ def parse_request(line: bytes) -> Request:
         if answer not in ANSWERS:
             raise ProtocolError("bad_request", "field 'answer' must be once, always or reject", rid)
         persist = _field(obj, "persist", bool, rid, required=False)
-        return Answer(rid, op, _text(obj, "request", rid), answer,
-                      _text(obj, "pattern", rid, required=False),
-                      _text(obj, "message", rid, required=False), bool(persist))
+        return Answer(
+            rid,
+            op,
+            _text(obj, "request", rid),
+            answer,
+            _text(obj, "pattern", rid, required=False),
+            _text(obj, "message", rid, required=False),
+            bool(persist),
+        )
     return Simple(rid, op)

@@ -10,6 +10,7 @@ run its own task, and writes wait only on their own connection.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import errno
 import itertools
@@ -176,7 +177,9 @@ class Daemon:
     def policy_for(self, agent: str | None, rid: Any) -> Policy:
         name = agent or self.config.default_agent
         if not name:
-            raise ProtocolError("unknown_agent", "no agent given and the daemon has no default", rid)
+            raise ProtocolError(
+                "unknown_agent", "no agent given and the daemon has no default", rid
+            )
         policy = self.policies.get(name)
         if policy is None:
             known = ", ".join(sorted(self.policies))
@@ -195,10 +198,7 @@ class Daemon:
     async def start(self) -> None:
         self.load()
         loop = asyncio.get_running_loop()
-        if self.config.listen_socket is not None:
-            sock = self.config.listen_socket
-        else:
-            sock = self._bind()
+        sock = self.config.listen_socket or self._bind()
         self._server = await asyncio.start_unix_server(self._client, sock=sock, limit=READ_CHUNK)
         self._watch_task = loop.create_task(self._watch())
         log.info("listening on %s", self.config.socket_path)
@@ -214,8 +214,9 @@ class Daemon:
             os.chmod(directory, 0o700)
         if path.exists() or path.is_symlink():
             if not stat.S_ISSOCK(path.lstat().st_mode):
-                raise GatekeeperError(f"{path} exists and is not a socket: remove it or choose "
-                                      "another --socket")
+                raise GatekeeperError(
+                    f"{path} exists and is not a socket: remove it or choose another --socket"
+                )
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 probe.connect(str(path))
@@ -241,7 +242,7 @@ class Daemon:
     async def serve_until_stopped(self) -> None:
         """Run until SIGTERM/SIGINT; SIGHUP reloads."""
         loop = asyncio.get_running_loop()
-        installed: list[int] = []
+        installed: list[signal.Signals] = []
         for sig, handler in (
             (signal.SIGTERM, self.request_stop),
             (signal.SIGINT, self.request_stop),
@@ -340,7 +341,9 @@ class Daemon:
         try:
             if isinstance(req, Run):
                 if req.id in conn.runs:
-                    raise ProtocolError("bad_request", f"a run with id {req.id!r} is running", req.id)
+                    raise ProtocolError(
+                        "bad_request", f"a run with id {req.id!r} is running", req.id
+                    )
                 state = _RunState(req.id)
                 conn.runs[req.id] = state
                 task = asyncio.create_task(self._run_guarded(conn, req, state))
@@ -361,8 +364,9 @@ class Daemon:
         if isinstance(req, Cancel):
             state = conn.runs.get(req.target)
             if state is None:
-                raise ProtocolError("not_found", f"no run with id {req.target!r} on this "
-                                    "connection", rid)
+                raise ProtocolError(
+                    "not_found", f"no run with id {req.target!r} on this connection", rid
+                )
             self._cancel(state, "cancelled by the client")
             return {"id": rid, "ok": True}
         if isinstance(req, Answer):
@@ -383,8 +387,9 @@ class Daemon:
         if req.op == "reload":
             error = self.reload()
             if error is not None:
-                raise ProtocolError("policy_error", f"reload failed, the previous policies stay: "
-                                    f"{error}", rid)
+                raise ProtocolError(
+                    "policy_error", f"reload failed, the previous policies stay: {error}", rid
+                )
             return {"id": rid, "ok": True, "agents": sorted(self.policies)}
         if req.op == "pending":
             return {"id": rid, "pending": [p.to_json() for p in self.approvals.items.values()]}
@@ -397,9 +402,11 @@ class Daemon:
         raise ProtocolError("unknown_op", f"unknown op {req.op!r}", rid)
 
     def _push(self, conn: _Conn, rid: Any, event: str, body: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(conn.send({"id": rid, "event": event, **body}))
-        conn.tasks.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(conn.tasks.discard)  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(
+            conn.send({"id": rid, "event": event, **body})
+        )
+        conn.tasks.add(task)
+        task.add_done_callback(conn.tasks.discard)
 
     def _home(self, env: dict[str, str] | None) -> str | None:
         if env is not None and env.get("HOME", "").startswith("/"):
@@ -414,12 +421,19 @@ class Daemon:
         session = self._session_sets.get(policy.name)
         try:
             if req.path is not None:
-                decision = decide_path(policy, req.permission or "edit", req.path, cwd,
-                                       self._home(None), session=session)
+                decision = decide_path(
+                    policy,
+                    req.permission or "edit",
+                    req.path,
+                    cwd,
+                    self._home(None),
+                    session=session,
+                )
                 subject = req.path
             else:
-                decision = decide_command(policy, req.command or "", cwd, self._home(None),
-                                          session=session)
+                decision = decide_command(
+                    policy, req.command or "", cwd, self._home(None), session=session
+                )
                 subject = req.command or ""
         except BadInput as exc:
             raise ProtocolError("bad_request", str(exc), req.id) from None
@@ -460,12 +474,25 @@ class Daemon:
         if state.execution is not None:
             state.execution.kill(why)
 
-    def _audit(self, kind: str, conn: _Conn, rid: Any, agent: str, cwd: str, subject: str,
-               decision: Decision | None, **extra: Any) -> None:
+    def _audit(
+        self,
+        kind: str,
+        conn: _Conn,
+        rid: Any,
+        agent: str,
+        cwd: str,
+        subject: str,
+        decision: Decision | None,
+        **extra: Any,
+    ) -> None:
         if self.audit is None:
             return
         record: dict[str, Any] = {
-            "kind": kind, "id": rid, "agent": agent, "cwd": cwd, "subject": subject,
+            "kind": kind,
+            "id": rid,
+            "agent": agent,
+            "cwd": cwd,
+            "subject": subject,
             "client": {"pid": conn.pid, "uid": conn.uid, "name": conn.name},
         }
         if decision is not None:
@@ -493,13 +520,20 @@ class Daemon:
             raise ProtocolError("bad_request", f"cwd {req.cwd!r} is not a directory", rid)
         env = dict(req.env) if req.env is not None else _daemon_env()
         try:
-            decision = decide_command(policy, req.command, req.cwd, self._home(env),
-                                      session=self._session_sets.get(policy.name), env=env)
+            decision = decide_command(
+                policy,
+                req.command,
+                req.cwd,
+                self._home(env),
+                session=self._session_sets.get(policy.name),
+                env=env,
+            )
         except BadInput as exc:
             raise ProtocolError("bad_request", str(exc), rid) from None
         self._audit("run", conn, rid, policy.name, req.cwd, req.command, decision)
-        await conn.send({"id": rid, "event": "decision", "agent": policy.name,
-                         **decision.to_json()})
+        await conn.send(
+            {"id": rid, "event": "decision", "agent": policy.name, **decision.to_json()}
+        )
         if decision.decision == "deny":
             await self._blocked(conn, rid, decision.reason, None, "policy")
             return
@@ -511,54 +545,104 @@ class Daemon:
                     "timeout": f"nobody answered within {self.config.approval_timeout:g} s",
                     "cancelled": answer.message or "cancelled",
                 }.get(answer.answer, answer.answer)
-                self._audit("outcome", conn, rid, policy.name, req.cwd, req.command, None,
-                            outcome="blocked", by=answer.answer, message=answer.message)
-                await self._blocked(conn, rid, reason,
-                                    answer.message if answer.answer == "reject" else None,
-                                    answer.answer)
+                self._audit(
+                    "outcome",
+                    conn,
+                    rid,
+                    policy.name,
+                    req.cwd,
+                    req.command,
+                    None,
+                    outcome="blocked",
+                    by=answer.answer,
+                    message=answer.message,
+                )
+                await self._blocked(
+                    conn,
+                    rid,
+                    reason,
+                    answer.message if answer.answer == "reject" else None,
+                    answer.answer,
+                )
                 return
             how = "once" if answer.answer == "once" else f"always ({answer.pattern})"
-            self._audit("outcome", conn, rid, policy.name, req.cwd, req.command, None,
-                        outcome="approved", by=answer.answer, pattern=answer.pattern)
-            await conn.send({"id": rid, "event": "decision", "agent": policy.name,
-                             "decision": "allow", "reason": f"approved {how} by a human",
-                             "parts": decision.to_json()["parts"], "by": "human"})
+            self._audit(
+                "outcome",
+                conn,
+                rid,
+                policy.name,
+                req.cwd,
+                req.command,
+                None,
+                outcome="approved",
+                by=answer.answer,
+                pattern=answer.pattern,
+            )
+            await conn.send(
+                {
+                    "id": rid,
+                    "event": "decision",
+                    "agent": policy.name,
+                    "decision": "allow",
+                    "reason": f"approved {how} by a human",
+                    "parts": decision.to_json()["parts"],
+                    "by": "human",
+                }
+            )
         if state.cancelled:
             await self._blocked(conn, rid, state.cancelled, None, "cancelled")
             return
         await self._execute(conn, req, state, env, policy.name)
 
-    async def _ask(self, conn: _Conn, req: Run, state: _RunState, policy: Policy,
-                   decision: Decision) -> HumanAnswer:
+    async def _ask(
+        self, conn: _Conn, req: Run, state: _RunState, policy: Policy, decision: Decision
+    ) -> HumanAnswer:
         first_ask = next((p for p in decision.parts if p.decision == "ask"), None)
         item = self.approvals.add(
-            agent=policy.name, cwd=req.cwd, command=req.command, decision=decision,
-            client_pid=conn.pid, client_name=conn.name, timeout=self.config.approval_timeout,
+            agent=policy.name,
+            cwd=req.cwd,
+            command=req.command,
+            decision=decision,
+            client_pid=conn.pid,
+            client_name=conn.name,
+            timeout=self.config.approval_timeout,
             permission=first_ask.permission if first_ask is not None else "bash",
         )
         state.pending_key = item.key
-        await conn.send({"id": req.id, "event": "waiting", "request": item.key,
-                         "timeout_s": self.config.approval_timeout,
-                         "approvers": self.approvals.approvers})
+        await conn.send(
+            {
+                "id": req.id,
+                "event": "waiting",
+                "request": item.key,
+                "timeout_s": self.config.approval_timeout,
+                "approvers": self.approvals.approvers,
+            }
+        )
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future),
-                                          self.config.approval_timeout)
+            return await asyncio.wait_for(asyncio.shield(item.future), self.config.approval_timeout)
         except TimeoutError:
             self.approvals.resolve(item.key, HumanAnswer("timeout"))
             return HumanAnswer("timeout")
         finally:
             state.pending_key = None
 
-    async def _blocked(self, conn: _Conn, rid: Any, reason: str, message: str | None,
-                       by: str) -> None:
-        body: dict[str, Any] = {"id": rid, "event": "blocked", "decision": "deny",
-                                "reason": reason, "by": by}
+    async def _blocked(
+        self, conn: _Conn, rid: Any, reason: str, message: str | None, by: str
+    ) -> None:
+        body: dict[str, Any] = {
+            "id": rid,
+            "event": "blocked",
+            "decision": "deny",
+            "reason": reason,
+            "by": by,
+        }
         if message:
             body["message"] = message
         await conn.send(body)
 
-    async def _execute(self, conn: _Conn, req: Run, state: _RunState, env: dict[str, str],
-                       agent: str) -> None:
+    async def _execute(
+        self, conn: _Conn, req: Run, state: _RunState, env: dict[str, str], agent: str
+    ) -> None:
         rid = req.id
         marker = f"{os.getpid()}-{next(self._markers)}"
         stdin = req.stdin.encode("utf-8", "surrogateescape") if req.stdin is not None else None
@@ -579,10 +663,15 @@ class Daemon:
             text, rest = split_utf8(data)
             carry[stream] = rest
             if text is None:
-                import base64
-
-                await conn.send({"id": rid, "event": "output", "stream": stream,
-                                 "data": base64.b64encode(data).decode(), "encoding": "base64"})
+                await conn.send(
+                    {
+                        "id": rid,
+                        "event": "output",
+                        "stream": stream,
+                        "data": base64.b64encode(data).decode(),
+                        "encoding": "base64",
+                    }
+                )
             elif text:
                 await conn.send({"id": rid, "event": "output", "stream": stream, "data": text})
 
@@ -602,20 +691,41 @@ class Daemon:
             self.guardian.forget(execution.pid)
         for stream, rest in carry.items():
             if rest:
-                import base64
-
-                await conn.send({"id": rid, "event": "output", "stream": stream,
-                                 "data": base64.b64encode(rest).decode(), "encoding": "base64"})
+                await conn.send(
+                    {
+                        "id": rid,
+                        "event": "output",
+                        "stream": stream,
+                        "data": base64.b64encode(rest).decode(),
+                        "encoding": "base64",
+                    }
+                )
         duration_ms = round((time.monotonic() - began) * 1000, 3)
-        body: dict[str, Any] = {"id": rid, "event": "exit", "code": code,
-                                "duration_ms": duration_ms}
+        body: dict[str, Any] = {
+            "id": rid,
+            "event": "exit",
+            "code": code,
+            "duration_ms": duration_ms,
+        }
         if timed_out:
             body["timed_out"] = True
         if execution.killed_by and not timed_out:
             body["killed"] = execution.killed_by
-        self._audit("outcome", conn, rid, agent, req.cwd, req.command, None, outcome="exit",
-                    code=code, duration_ms=duration_ms, stdout_bytes=counts["stdout"],
-                    stderr_bytes=counts["stderr"], timed_out=timed_out)
+        self._audit(
+            "outcome",
+            conn,
+            rid,
+            agent,
+            req.cwd,
+            req.command,
+            None,
+            outcome="exit",
+            code=code,
+            duration_ms=duration_ms,
+            stdout_bytes=counts["stdout"],
+            stderr_bytes=counts["stderr"],
+            timed_out=timed_out,
+        )
         await conn.send(body)
 
 

@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    return run_through_daemon(
+    status = run_through_daemon(
         command,
         socket_path=os.environ.get("GATEKEEPER_SOCKET"),
         agent=os.environ.get("GATEKEEPER_AGENT"),
@@ -83,7 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout=None,
         stdin=read_stdin_if_ready(),
         quiet_waiting=False,
+        signal_as_negative=True,
     )
+    if status < 0:
+        # The command died by a signal: so do we, as bash -c would appear to its parent.
+        sys.stdout.flush()
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+        return 128 - status
+    return status
 
 
 if __name__ == "__main__":

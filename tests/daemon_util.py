@@ -85,7 +85,11 @@ class Raw:
     def __init__(self, path: Path, timeout: float = 20) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(str(path))
+        try:
+            self.sock.connect(str(path))
+        except OSError:
+            self.sock.close()
+            raise
         self.buf = b""
 
     def send_bytes(self, data: bytes) -> None:
@@ -120,18 +124,26 @@ class Raw:
         self.sock.close()
 
 
-def wait_for_socket(path: Path, proc: subprocess.Popen[bytes] | None = None,
-                    timeout: float = 20) -> None:
+def wait_for_socket(
+    path: Path, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"daemon exited with {proc.returncode}")
-        with contextlib.suppress(OSError, EOFError):
+        try:
             r = Raw(path, timeout=2)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        try:
             r.send(id=0, op="status")
             r.recv()
-            r.close()
             return
+        except (OSError, EOFError):
+            pass
+        finally:
+            r.close()
         time.sleep(0.05)
     raise TimeoutError(f"no daemon on {path}")
 
@@ -142,8 +154,20 @@ def subprocess_daemon(
 ) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gatekeeper", "serve", "--socket", str(sock), "--policy-dir",
-         str(policy_dir), "--default-agent", agent, "--no-audit", *extra],
+        [
+            sys.executable,
+            "-m",
+            "gatekeeper",
+            "serve",
+            "--socket",
+            str(sock),
+            "--policy-dir",
+            str(policy_dir),
+            "--default-agent",
+            agent,
+            "--no-audit",
+            *extra,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,

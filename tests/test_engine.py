@@ -479,11 +479,6 @@ def test_cd_changes_where_redirects_land() -> None:
     assert decide(pol, "cd sub | true; echo > o") == "deny"  # nor a pipeline's
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: the absolute-path variant of a write inside the root is matched by the "
-    "catch-all '*': ask rule, which is stricter than 'build/*': allow; see the report",
-)
 def test_relative_allow_rule_for_writes_can_allow(policy: Policy) -> None:
     assert decide(policy, "npm run build > build/log.txt") == "allow"
     assert decide_path(policy, "edit", "build/x", ROOT).decision == "allow"

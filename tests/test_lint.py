@@ -29,7 +29,9 @@ def test_same_action_shadow_is_a_warning(write_agent: WriteAgent) -> None:
 
 
 def test_rule_after_broader_rule_is_fine(write_agent: WriteAgent) -> None:
-    path = write_agent('permission:\n  bash:\n    "*": ask\n    "git *": allow\n    "git push *": ask\n')
+    path = write_agent(
+        'permission:\n  bash:\n    "*": ask\n    "git *": allow\n    "git push *": ask\n'
+    )
     assert not any("never" in m for m in messages(path))
 
 

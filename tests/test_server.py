@@ -93,7 +93,7 @@ def test_check_without_cwd_uses_the_clients_directory(daemon: ThreadDaemon) -> N
         (b'{"v":1,"id":1,"op":"dance"}\n', "unknown_op"),
         (b'{"v":9,"id":1,"op":"status"}\n', "unsupported_version"),
         (b'{"v":1,"id":1,"op":"check","command":"ls \xff\xfe"}\n', "bad_request"),
-        (b'\xff\xfe\n', "bad_request"),
+        (b"\xff\xfe\n", "bad_request"),
         (b'{"v":1,"id":1,"op":"check","command":"ls\\u0000; rm -rf /"}\n', "bad_request"),
         (b'{"v":1,"id":1,"op":"check","command":"ls","agent":"nobody"}\n', "unknown_agent"),
         (b'{"v":1,"id":1,"op":"cancel","target":"nope"}\n', "not_found"),
@@ -151,7 +151,7 @@ def test_hundred_clients_at_once(daemon: ThreadDaemon) -> None:
             c.send(id=i, op="check", command="echo hi | cat", cwd="/tmp")
             results.append(c.recv()["decision"])
             c.close()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(100)]
@@ -165,8 +165,7 @@ def test_hundred_clients_at_once(daemon: ThreadDaemon) -> None:
 
 def test_run_streams_output_and_exit_status(daemon: ThreadDaemon, env_dir: Path) -> None:
     c = connect(daemon)
-    c.send(id="r", op="run", command="printf 'a\\nb' && printf err >&2 && exit 3",
-           cwd=str(env_dir))
+    c.send(id="r", op="run", command="printf 'a\\nb' && printf err >&2 && exit 3", cwd=str(env_dir))
     events = c.until("r", "exit", "blocked")
     assert events[0]["event"] == "decision" and events[0]["decision"] == "allow"
     out = "".join(e["data"] for e in events if e.get("stream") == "stdout")
@@ -178,8 +177,14 @@ def test_run_streams_output_and_exit_status(daemon: ThreadDaemon, env_dir: Path)
 
 def test_run_in_cwd_with_env_and_stdin(daemon: ThreadDaemon, env_dir: Path) -> None:
     c = connect(daemon)
-    c.send(id=1, op="run", command='pwd; echo "$GREETING"; cat', cwd=str(env_dir),
-           env={"GREETING": "hello", "PATH": os.environ["PATH"]}, stdin="from stdin")
+    c.send(
+        id=1,
+        op="run",
+        command='pwd; echo "$GREETING"; cat',
+        cwd=str(env_dir),
+        env={"GREETING": "hello", "PATH": os.environ["PATH"]},
+        stdin="from stdin",
+    )
     events = c.until(1, "exit", "blocked")
     out = "".join(e["data"] for e in events if e.get("stream") == "stdout")
     assert out == f"{env_dir}\nhello\nfrom stdin"
@@ -212,8 +217,13 @@ def test_denied_run_is_blocked_and_never_runs(daemon: ThreadDaemon, env_dir: Pat
 
 def test_timeout_kills_the_whole_tree(daemon: ThreadDaemon, env_dir: Path) -> None:
     c = connect(daemon)
-    c.send(id=1, op="run", command="sleep 913.5 & sleep 913.5; echo never", cwd=str(env_dir),
-           timeout=0.5)
+    c.send(
+        id=1,
+        op="run",
+        command="sleep 913.5 & sleep 913.5; echo never",
+        cwd=str(env_dir),
+        timeout=0.5,
+    )
     events = c.until(1, "exit")
     assert events[-1]["timed_out"] is True
     assert events[-1]["code"] < 0
@@ -254,8 +264,11 @@ def test_client_disconnect_kills_the_run(daemon: ThreadDaemon, env_dir: Path) ->
 
 def test_ask_waits_then_times_out_to_deny(env_dir: Path) -> None:
     config = ServeConfig(
-        socket_path=env_dir / "t.sock", policy_dir=make_policy_dir(env_dir),
-        default_agent="tester", approval_timeout=0.5, approvers_need_tty=False,
+        socket_path=env_dir / "t.sock",
+        policy_dir=make_policy_dir(env_dir),
+        default_agent="tester",
+        approval_timeout=0.5,
+        approvers_need_tty=False,
     )
     with ThreadDaemon(config) as d:
         c = connect(d)
@@ -309,7 +322,7 @@ def approve(d: ThreadDaemon, answer: str, **extra: str) -> dict[str, object]:
             if pending:
                 break
             time.sleep(0.02)
-        return c.answer(pending[0]["request"], answer, **extra)  # type: ignore[arg-type]
+        return c.answer(pending[0]["request"], answer, **extra)
 
 
 def test_approve_once_runs_it(daemon: ThreadDaemon, env_dir: Path) -> None:
@@ -374,8 +387,13 @@ def test_command_run_by_the_daemon_cannot_approve(daemon: ThreadDaemon, env_dir:
         "    print('REFUSED', e.code)\n"
     )
     agent = connect(daemon)
-    agent.send(id="a", op="run", command=f"{sys.executable} {script}", cwd=str(env_dir),
-               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    agent.send(
+        id="a",
+        op="run",
+        command=f"{sys.executable} {script}",
+        cwd=str(env_dir),
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
     events = agent.until("a", "exit", "blocked")
     out = "".join(e["data"] for e in events if e.get("stream") == "stdout")
     assert out.strip() == "REFUSED forbidden"
@@ -384,8 +402,13 @@ def test_command_run_by_the_daemon_cannot_approve(daemon: ThreadDaemon, env_dir:
 
 def test_env_that_changes_bash_makes_a_run_ask(daemon: ThreadDaemon, env_dir: Path) -> None:
     c = connect(daemon)
-    c.send(id=1, op="run", command="echo hi", cwd=str(env_dir),
-           env={"BASH_ENV": str(env_dir / "evil.sh"), "PATH": "/usr/bin:/bin"})
+    c.send(
+        id=1,
+        op="run",
+        command="echo hi",
+        cwd=str(env_dir),
+        env={"BASH_ENV": str(env_dir / "evil.sh"), "PATH": "/usr/bin:/bin"},
+    )
     assert c.recv()["decision"] == "ask"
 
 
@@ -447,7 +470,7 @@ def test_other_users_are_refused(daemon: ThreadDaemon) -> None:
     code = (
         "import json,socket,sys\n"
         "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
-        "s.sendall(b'{\"v\":1,\"id\":1,\"op\":\"status\"}\\n')\n"
+        's.sendall(b\'{"v":1,"id":1,"op":"status"}\\n\')\n'
         "print(s.recv(4096).decode())\n"
     )
     out = subprocess.run(

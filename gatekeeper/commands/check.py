@@ -49,11 +49,7 @@ def run(
         decision = decide_path(policy, permission or "edit", path, where, home)
         request = path
     else:
-        raw: str | bytes
-        if command == "-":
-            raw = sys.stdin.buffer.read()
-        else:
-            raw = command or ""
+        raw: str | bytes = sys.stdin.buffer.read() if command == "-" else command or ""
         decision = decide_command(policy, raw, where, home)
         request = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     if as_json:

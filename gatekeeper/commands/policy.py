@@ -31,9 +31,7 @@ def lint(*, files: Sequence[str], strict: bool, as_json: bool) -> int:
             sys.stdout.write(f"{finding}\n")
         errors = sum(1 for x in all_findings if x.level == "error")
         warnings = len(all_findings) - errors
-        sys.stdout.write(
-            f"{len(files)} file(s): {errors} error(s), {warnings} warning(s)\n"
-        )
+        sys.stdout.write(f"{len(files)} file(s): {errors} error(s), {warnings} warning(s)\n")
     failing = [x for x in all_findings if x.level == "error" or strict]
     return 1 if failing else 0
 

@@ -30,6 +30,7 @@ def run_through_daemon(
     timeout: float | None,
     stdin: str | None,
     quiet_waiting: bool = False,
+    signal_as_negative: bool = False,
 ) -> int:
     """Run ``command`` via the daemon, streaming its output to ours; return the exit status."""
     try:
@@ -41,8 +42,9 @@ def run_through_daemon(
     rid = "run"
     interrupted = False
     with client:
-        events = client.run(command, cwd=cwd, agent=agent, env=env, timeout=timeout,
-                            stdin=stdin, request_id=rid)
+        events = client.run(
+            command, cwd=cwd, agent=agent, env=env, timeout=timeout, stdin=stdin, request_id=rid
+        )
         while True:
             try:
                 event = next(events)
@@ -78,7 +80,10 @@ def run_through_daemon(
                 err.flush()
                 return EXIT_BLOCKED
             elif kind == "exit":
-                return 130 if interrupted else exit_status(int(event["code"]))
+                code = int(event["code"])
+                if interrupted:
+                    return 130
+                return code if signal_as_negative else exit_status(code)
 
 
 def read_stdin_if_ready() -> str | None:
@@ -102,8 +107,9 @@ def read_stdin_if_ready() -> str | None:
     return data.decode("utf-8", "surrogateescape")
 
 
-def run(*, words: list[str], socket_path: str | None, agent: str | None,
-        timeout: float | None) -> int:
+def run(
+    *, words: list[str], socket_path: str | None, agent: str | None, timeout: float | None
+) -> int:
     if words and words[0] == "--":
         words = words[1:]
     if not words:

@@ -14,7 +14,12 @@ from gatekeeper.selection import policy_dir
 from gatekeeper.server import ServeConfig, serve
 
 CONFIG_KEYS = {
-    "policy_dir", "socket", "audit_log", "default_agent", "approval_timeout", "grace",
+    "policy_dir",
+    "socket",
+    "audit_log",
+    "default_agent",
+    "approval_timeout",
+    "grace",
     "approvers_need_tty",
 }
 
@@ -68,8 +73,10 @@ def run(
     config = ServeConfig(
         socket_path=Path(socket_flag or cfg.get("socket") or default_socket()),
         policy_dir=policy_dir(policy_dir_flag or cfg.get("policy_dir")),
-        default_agent=default_agent or cfg.get("default_agent") or os.environ.get(
-            "GATEKEEPER_AGENT") or "default",
+        default_agent=default_agent
+        or cfg.get("default_agent")
+        or os.environ.get("GATEKEEPER_AGENT")
+        or "default",
         audit_log=audit,
         approval_timeout=float(approval_timeout or cfg.get("approval_timeout") or 120.0),
         grace=float(grace if grace is not None else cfg.get("grace", 5.0)),

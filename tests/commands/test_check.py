@@ -58,7 +58,9 @@ def test_path_check_uses_write_then_edit_rules(
     assert (code, body["decision"]) == (0, "allow")
     code, body = run_json(capsys, *args, "--permission", "edit", "--path", "../outside.py")
     assert body["decision"] == "ask"
-    perms = {p["permission"] for p in body["parts"]}  # type: ignore[union-attr,index]
+    parts = body["parts"]
+    assert isinstance(parts, list)
+    perms = {p["permission"] for p in parts}
     assert perms == {"edit", "external_directory"}
 
 
@@ -98,7 +100,7 @@ def test_stdin_nul_byte_is_bad_input() -> None:
 def test_stdin_command_is_decided(capsys: pytest.CaptureFixture[str]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "gatekeeper", "check", "--json", "--policy", str(EXAMPLE), "-"],
-        input="npm ci\nnpm test\n".encode(),
+        input=b"npm ci\nnpm test\n",
         capture_output=True,
         check=False,
     )

@@ -35,9 +35,12 @@ def error_reply(request_id: RequestId, code: str, message: str) -> dict[str, Any
     return {"id": request_id, "error": {"code": code, "message": message}}
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(message: Mapping[str, Any]) -> bytes:
     """One reply or event as a line of JSON."""
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return _ENCODER.encode(message).encode("utf-8", "surrogatepass") + b"\n"
 
 
 class LineDecoder:
@@ -146,8 +149,13 @@ def _text(obj: Mapping[str, Any], name: str, rid: RequestId, *, required: bool =
     if isinstance(value, str):
         if "\x00" in value:
             raise ProtocolError("bad_request", f"field {name!r} contains a NUL byte", rid)
-        if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
-            raise ProtocolError("bad_request", f"field {name!r} is not valid UTF-8", rid)
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+                raise ProtocolError(
+                    "bad_request", f"field {name!r} is not valid UTF-8", rid
+                ) from None
     return value
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from gatekeeper.errors import BadInput
 from gatekeeper.policy import STRICTNESS, Action, Policy, Rule, RuleSet
@@ -20,9 +19,8 @@ from gatekeeper.shell import Analysis, Part, analyse, check_input
 _CACHEABLE = 4096  # commands up to this length keep their analysis in an LRU cache
 
 
-@dataclass(frozen=True, slots=True)
-class PartDecision:
-    """The decision for one part of a request."""
+class PartDecision(NamedTuple):
+    """The decision for one part of a request (a NamedTuple: built on every decision, cheaply)."""
 
     permission: str
     subject: str
@@ -54,8 +52,7 @@ class PartDecision:
         return why
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The decision for a whole request; its ``reason`` is composed when it is read."""
 
     decision: Action
@@ -145,11 +142,14 @@ def _short(text: str, limit: int = 120) -> str:
 
 @lru_cache(maxsize=8192)
 def _cached_analysis(command: str, cwd: str, home: str | None) -> Analysis:
+    # analyse() validates its input; a command that raised is never cached.
     return analyse(command, cwd, home)
 
 
 def analyse_command(command: str | bytes, cwd: str, home: str | None = None) -> Analysis:
     """:func:`gatekeeper.shell.analyse`, remembered for short commands (it is pure)."""
+    if isinstance(command, str) and len(command) <= _CACHEABLE:
+        return _cached_analysis(command, cwd, home)
     text = check_input(command)
     if len(text) <= _CACHEABLE:
         return _cached_analysis(text, cwd, home)
@@ -172,7 +172,15 @@ def decide_command(
     """
     analysis = analyse_command(command, cwd, home)
     parts = analysis.parts + (env_parts(env) if env is not None else ())
-    return combine(tuple(decide_part(policy, p, session) for p in parts), policy.name)
+    lookup = policy.lookup
+    decided: list[PartDecision] = []
+    for p in parts:
+        if p.variants or session is not None or p.floor != "allow":
+            decided.append(decide_part(policy, p, session))
+        else:  # the common case, inlined: one rule lookup, nothing to raise it
+            action, rule = lookup(p.permission, p.subject)
+            decided.append(PartDecision(p.permission, p.subject, action, rule, p.note))
+    return combine(tuple(decided), policy.name)
 
 
 # Variables that change what bash runs before or instead of the command it was given.

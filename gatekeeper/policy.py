@@ -112,6 +112,10 @@ class Policy:
     disabled: Mapping[str, Rule]  # permission → the tools.X: false line that denies it
     tests: tuple[PolicyTest, ...] = ()
     warnings: tuple[str, ...] = ()
+    # permission → what decides it (a tools.X: false rule, its RuleSet, or None); filled lazily.
+    _resolved: dict[str, Rule | RuleSet | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def ruleset(self, permission: str) -> RuleSet | None:
         """The rules that decide ``permission``; writes fall back to edit rules."""
@@ -124,11 +128,16 @@ class Policy:
 
     def lookup(self, permission: str, subject: str) -> tuple[Action, Rule | None]:
         """Decide one subject for one permission: (action, rule that decided or None)."""
-        dis = self.disabled.get(permission)
-        if dis is not None:
-            return "deny", dis
-        rs = self.ruleset(permission)
-        rule = rs.lookup(subject) if rs is not None else None
+        try:
+            what = self._resolved[permission]
+        except KeyError:
+            what = self.disabled.get(permission) or self.ruleset(permission)
+            self._resolved[permission] = what
+        if what is None:
+            return "ask", None
+        if isinstance(what, Rule):
+            return "deny", what
+        rule = what.lookup(subject)
         if rule is None:
             return "ask", None
         return rule.action, rule

@@ -115,8 +115,11 @@ def check_input(command: str | bytes) -> str:
             raise BadInput(f"command is not valid UTF-8 (byte {exc.start})") from None
     if "\x00" in command:
         raise BadInput("command contains a NUL byte")
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in command if ord(c) >= 0xD800):
-        raise BadInput("command contains a lone surrogate: not valid UTF-8")
+    if not command.isascii():
+        try:
+            command.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInput("command contains a lone surrogate: not valid UTF-8") from None
     return command
 
 

@@ -54,6 +54,28 @@ TOOL_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
     "write": ("write",),
 }
 
+KNOWN_TOOLS = frozenset(
+    {
+        "bash",
+        "edit",
+        "write",
+        "read",
+        "grep",
+        "glob",
+        "list",
+        "patch",
+        "multiedit",
+        "todowrite",
+        "todoread",
+        "webfetch",
+        "websearch",
+        "codesearch",
+        "task",
+        "skill",
+        "lsp",
+        "question",
+    }
+)
 GATEKEEPER_KEYS = frozenset({"tests"})
 TEST_KEYS = frozenset({"command", "path", "permission", "expect", "cwd", "name"})
 
@@ -287,8 +309,13 @@ def _permissions(ctx: _Ctx, node: yaml.Node) -> tuple[dict[str, RuleSet], RuleSe
         rule = Rule("*", _action(ctx, node, "permission"), ctx.source(node), "permission")
         return {}, RuleSet.build("*", (rule,))
     out: dict[str, RuleSet] = {}
+    fallback: RuleSet | None = None
     for k, v in _mapping_items(ctx, node, "permission"):
         name = k.value
+        if name == "*":
+            # opencode's newer form: rules for every permission not listed by name.
+            fallback = RuleSet.build("*", _rules(ctx, "*", v))
+            continue
         if name not in KNOWN_PERMISSIONS:
             hint = _suggest(name, KNOWN_PERMISSIONS)
             if hint or not _PERMISSION_NAME.match(name):
@@ -298,7 +325,7 @@ def _permissions(ctx: _Ctx, node: yaml.Node) -> tuple[dict[str, RuleSet], RuleSe
                 "it is loaded and answered for harnesses that ask about it"
             )
         out[name] = RuleSet.build(name, _rules(ctx, name, v))
-    return out, None
+    return out, fallback
 
 
 def _tools(ctx: _Ctx, node: yaml.Node) -> dict[str, Rule]:
@@ -307,9 +334,16 @@ def _tools(ctx: _Ctx, node: yaml.Node) -> dict[str, Rule]:
         value = _scalar(ctx, v, f"tools.{k.value}") if isinstance(v, yaml.ScalarNode) else None
         if not isinstance(value, bool):
             raise ctx.error(v, f"tools.{k.value}", "must be true or false")
-        if value:
-            continue
-        for perm in TOOL_PERMISSIONS.get(k.value, (k.value,)):
+        name = k.value
+        if name not in KNOWN_TOOLS and "_" not in name and "*" not in name:
+            hint = _suggest(name, KNOWN_TOOLS)
+            ctx.warnings.append(
+                f"{ctx.where(k)}: tools.{name}: not a tool gatekeeper knows{hint}; "
+                "a false here denies the permission of that name"
+            )
+        if value or "*" in name:
+            continue  # a pattern of MCP tool names: not a permission gatekeeper decides
+        for perm in TOOL_PERMISSIONS.get(name, (name,)):
             disabled.setdefault(perm, Rule("*", "deny", ctx.source(k), f"tools.{k.value}"))
     return disabled
 
@@ -348,6 +382,12 @@ def _tests(ctx: _Ctx, node: yaml.Node) -> tuple[PolicyTest, ...]:
             if ("command" in fields) == ("path" in fields):
                 raise ctx.error(item, "gatekeeper.tests[]", "give exactly one of command or path")
             if "command" in fields:
+                if "permission" in fields:
+                    raise ctx.error(
+                        nodes["permission"],
+                        "gatekeeper.tests[].permission",
+                        "goes with path, not command (a command is decided by the bash rules)",
+                    )
                 perm, subject = "bash", fields["command"]
             else:
                 perm, subject = fields.get("permission", "edit"), fields["path"]

@@ -616,3 +616,36 @@ def test_bundled_policies_load() -> None:
     assert pol.lookup("bash", "rm -rf /")[0] == "ask"
     for p in policies.values():
         assert p.warnings == (), p.warnings
+
+
+def test_star_permission_key_covers_unlisted_permissions(tmp_path: Path) -> None:
+    from gatekeeper.policy import load_policy_file
+
+    path = tmp_path / "a.md"
+    path.write_text('---\npermission:\n  "*": deny\n  bash:\n    "*": ask\n---\n')
+    pol = load_policy_file(path)
+    assert pol.lookup("webfetch", "https://x")[0] == "deny"
+    assert pol.lookup("edit", "x.py")[0] == "deny"
+    assert pol.lookup("bash", "ls")[0] == "ask"
+
+
+def test_misspelt_tool_name_is_a_warning(tmp_path: Path) -> None:
+    from gatekeeper.policy import load_policy_file
+
+    path = tmp_path / "a.md"
+    path.write_text("---\ntools:\n  bsah: false\n  mcp_*: false\n---\n")
+    pol = load_policy_file(path)
+    assert any("tools.bsah" in w and "'bash'" in w for w in pol.warnings)
+    assert not any("mcp_" in w for w in pol.warnings)
+
+
+def test_command_test_case_with_permission_is_an_error(tmp_path: Path) -> None:
+    from gatekeeper.errors import PolicyError
+    from gatekeeper.policy import load_policy_file
+
+    path = tmp_path / "a.md"
+    path.write_text(
+        "---\ngatekeeper:\n  tests:\n    - {command: ls, permission: edit, expect: ask}\n---\n"
+    )
+    with pytest.raises(PolicyError, match="goes with path"):
+        load_policy_file(path)

@@ -24,6 +24,7 @@ import itertools
 import json
 import os
 import socket
+import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +48,14 @@ class DaemonUnavailable(GatekeeperError):
     """No daemon listens on the socket."""
 
 
+def _peer_uid(sock: socket.socket) -> int | None:
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    return int(struct.unpack("3i", raw)[1])
+
+
 class Client:
     """One connection to the daemon. Not thread-safe; use one per thread."""
 
@@ -65,6 +74,14 @@ class Client:
         except OSError as exc:
             self._sock.close()
             raise DaemonUnavailable(f"cannot connect to {self.socket_path}: {exc}") from None
+        # The daemon must be our own user's: a socket in a shared place (/tmp) could be
+        # someone else's, who would then see our commands and answer for gatekeeper.
+        peer_uid = _peer_uid(self._sock)
+        if peer_uid is not None and peer_uid not in (os.getuid(), 0):
+            self._sock.close()
+            raise DaemonUnavailable(
+                f"{self.socket_path} is served by another user (uid {peer_uid}): not trusted"
+            )
         self._buf = b""
         self._ids = itertools.count(1)
 
@@ -147,7 +164,7 @@ class Client:
         agent: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
-        stdin: str | None = None,
+        stdin: str | bytes | None = None,
         request_id: str | int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Run a command through the daemon; yields its events until ``exit`` or ``blocked``.
@@ -155,6 +172,14 @@ class Client:
         Output events carry text in ``data``; base64 output is decoded into ``bytes`` under
         ``raw`` for convenience.
         """
+        stdin_fields: dict[str, str] = {}
+        if isinstance(stdin, bytes):
+            try:
+                stdin_fields["stdin"] = stdin.decode("utf-8")
+            except UnicodeDecodeError:
+                stdin_fields["stdin_base64"] = base64.b64encode(stdin).decode()
+        elif stdin is not None:
+            stdin_fields["stdin"] = stdin
         rid = self.send(
             "run",
             request_id,
@@ -163,7 +188,7 @@ class Client:
             agent=agent,
             env=dict(env) if env is not None else None,
             timeout=timeout,
-            stdin=stdin,
+            **stdin_fields,
         )
         while True:
             msg = self.receive()

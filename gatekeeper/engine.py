@@ -41,9 +41,11 @@ class PartDecision(NamedTuple):
 
     def explain(self) -> str:
         if self.rule is not None:
-            origin = (
-                "" if self.rule.origin.startswith("permission") else f", {self.rule.origin}: false"
-            )
+            origin = ""
+            if self.rule.origin.startswith("tools."):
+                origin = f", {self.rule.origin}: false"
+            elif self.rule.origin.startswith("always."):
+                origin = ", approved always by a human"
             why = f'rule "{self.rule.pattern}" → {self.rule.action} ({self.rule.source}{origin})'
         else:
             why = f"no {self.permission} rule matches (ask)"

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 MARKER = "GATEKEEPER_RUN"
 CHUNK = 64 * 1024
+LINGER = 2.0  # seconds to drain the pipes after a run's leftovers were killed
 BASH = shutil.which("bash") or "/bin/bash"
 
 OutputSink = Callable[[str, bytes], Awaitable[None]]
@@ -212,8 +213,17 @@ async def pump(execution: Execution, stdin: bytes | None, sink: OutputSink) -> i
     if stdin is not None and proc.stdin is not None:
         tasks.append(asyncio.create_task(feed()))
     try:
-        await asyncio.gather(*tasks)
-        return await proc.wait()
+        code = await proc.wait()
+        # The command is over. Whatever it left running in its process group (`cmd &`)
+        # goes with it: nothing a run started outlives it unsupervised.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        done, _ = await asyncio.wait(tasks, timeout=LINGER)
+        if len(done) < len(tasks):
+            # Something that left the group still holds our pipes: find it by its marker.
+            kill_tree(proc.pid, [execution.marker])
+            await asyncio.wait(tasks, timeout=LINGER)
+        return code
     finally:
         for t in tasks:
             t.cancel()

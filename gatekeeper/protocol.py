@@ -6,6 +6,8 @@ request has ``"v": 1``, an ``"id"`` (string or integer) and an ``"op"``. See doc
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 from collections.abc import Iterator, Mapping
@@ -98,7 +100,7 @@ class Run(Request):
     cwd: str
     env: dict[str, str] | None
     timeout: float | None
-    stdin: str | None
+    stdin: bytes | None  # from "stdin" (text) or "stdin_base64" (any bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,16 @@ def _field(
     if not isinstance(value, kind):
         raise ProtocolError("bad_request", f"field {name!r} has the wrong type", rid)
     return value
+
+
+def _utf8(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(obj: Mapping[str, Any], name: str, rid: RequestId, *, required: bool = True) -> Any:
@@ -211,15 +223,35 @@ def parse_request(line: bytes) -> Request:
         env = _field(obj, "env", dict, rid, required=False)
         if env is not None:
             for k, val in env.items():
-                if not isinstance(val, str) or not k or "=" in k or "\x00" in k or "\x00" in val:
+                if (
+                    not isinstance(val, str)
+                    or not k
+                    or "=" in k
+                    or "\x00" in k
+                    or "\x00" in val
+                    or not (_utf8(k) and _utf8(val))
+                ):
                     raise ProtocolError(
                         "bad_request",
-                        "field 'env' must map names to strings (no '=' in names, no NUL bytes)",
+                        "field 'env' must map names to strings "
+                        "(no '=' in names, no NUL bytes, valid UTF-8)",
                         rid,
                     )
         timeout = _field(obj, "timeout", (int, float), rid, required=False)
         if timeout is not None and (not math.isfinite(timeout) or timeout <= 0):
             raise ProtocolError("bad_request", "field 'timeout' must be a positive number", rid)
+        stdin_text = _text(obj, "stdin", rid, required=False)
+        stdin_b64 = _field(obj, "stdin_base64", str, rid, required=False)
+        if stdin_text is not None and stdin_b64 is not None:
+            raise ProtocolError("bad_request", "give 'stdin' or 'stdin_base64', not both", rid)
+        stdin: bytes | None = stdin_text.encode() if stdin_text is not None else None
+        if stdin_b64 is not None:
+            try:
+                stdin = base64.b64decode(stdin_b64, validate=True)
+            except (ValueError, binascii.Error):
+                raise ProtocolError(
+                    "bad_request", "field 'stdin_base64' is not base64", rid
+                ) from None
         cwd = _text(obj, "cwd", rid)
         if not cwd.startswith("/"):
             raise ProtocolError("bad_request", "field 'cwd' must be an absolute path", rid)
@@ -231,7 +263,7 @@ def parse_request(line: bytes) -> Request:
             cwd,
             env,
             float(timeout) if timeout is not None else None,
-            _text(obj, "stdin", rid, required=False),
+            stdin,
         )
     if op == "cancel":
         target = obj.get("target")

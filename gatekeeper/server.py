@@ -16,6 +16,7 @@ import errno
 import itertools
 import logging
 import os
+import select
 import signal
 import socket
 import stat
@@ -52,6 +53,7 @@ from gatekeeper.protocol import (
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 256 * 1024
+_HIGH_WATER = 256 * 1024  # bytes queued for a client before its writers wait for it
 
 
 @dataclass(slots=True)
@@ -92,12 +94,16 @@ class _Conn:
     async def send(self, message: dict[str, Any]) -> None:
         if self.closed:
             return
-        async with self.lock:
-            try:
-                self.writer.write(encode(message))
-                await self.writer.drain()
-            except (ConnectionError, OSError):
-                self.closed = True
+        try:
+            # One write() appends one whole line to the transport: lines never interleave.
+            self.writer.write(encode(message))
+            if self.writer.transport.get_write_buffer_size() > _HIGH_WATER:
+                async with self.lock:  # a slow reader: wait for it, never buffer without bound
+                    await self.writer.drain()
+        except (ConnectionError, OSError, RuntimeError):
+            self.closed = True
+        if self.writer.transport.is_closing():
+            self.closed = True
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int | None, int | None]:
@@ -312,6 +318,9 @@ class Daemon:
                 except (ConnectionError, OSError):
                     break
                 if not data:
+                    # EOF: the peer either closed (its runs must die) or only shut down its
+                    # sending side (`socat`, `nc -N`) and still reads the events of its runs.
+                    await self._linger(conn, sock)
                     break
                 try:
                     for line in decoder.feed(data):
@@ -331,6 +340,18 @@ class Daemon:
                 await asyncio.wait(list(conn.tasks), timeout=5)
             with contextlib.suppress(Exception):
                 writer.close()
+
+    async def _linger(self, conn: _Conn, sock: socket.socket | None) -> None:
+        """After EOF, let runs finish while the peer still listens; stop when it hangs up."""
+        fd = sock.fileno() if sock is not None else -1
+        if fd < 0:
+            return  # the transport is already closed: the peer is gone
+        poller = select.poll()
+        poller.register(fd, select.POLLHUP | select.POLLERR)
+        while conn.runs and not conn.closed and not self._stopped.is_set():
+            if poller.poll(0):
+                return  # both directions gone: a dead client
+            await asyncio.sleep(0.05)
 
     async def _dispatch(self, conn: _Conn, line: bytes) -> None:
         try:
@@ -557,6 +578,17 @@ class Daemon:
                     by=answer.answer,
                     message=answer.message,
                 )
+                await conn.send(
+                    {
+                        "id": rid,
+                        "event": "decision",
+                        "agent": policy.name,
+                        "decision": "deny",
+                        "reason": reason,
+                        "parts": decision.to_json()["parts"],
+                        "by": "human" if answer.answer == "reject" else answer.answer,
+                    }
+                )
                 await self._blocked(
                     conn,
                     rid,
@@ -645,7 +677,7 @@ class Daemon:
     ) -> None:
         rid = req.id
         marker = f"{os.getpid()}-{next(self._markers)}"
-        stdin = req.stdin.encode("utf-8", "surrogateescape") if req.stdin is not None else None
+        stdin = req.stdin
         began = time.monotonic()
         try:
             execution = await start_process(req.command, req.cwd, env, stdin, marker)

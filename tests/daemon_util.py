@@ -31,6 +31,7 @@ permission:
     "sleep *": allow
     "cat *": allow
     "pwd": allow
+    "od *": allow
     "python3 *": allow
     "/*python* *": allow
     "rm *": deny

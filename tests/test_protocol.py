@@ -110,7 +110,13 @@ def test_deeply_nested_json_is_a_clean_error() -> None:
 
 def test_run_cancel_answer() -> None:
     r = parse_request(req(op="run", command="ls", cwd="/", env={"A": "b"}, timeout=2, stdin="x"))
-    assert r == Run(1, "run", None, "ls", "/", {"A": "b"}, 2.0, "x")
+    assert r == Run(1, "run", None, "ls", "/", {"A": "b"}, 2.0, b"x")
+    b = parse_request(req(op="run", command="cat", cwd="/", stdin_base64="//4="))
+    assert isinstance(b, Run)
+    assert b.stdin == b"\xff\xfe"
+    assert error_of(req(op="run", command="cat", cwd="/", stdin_base64="!!")).code == "bad_request"
+    bad_env = req(op="run", command="ls", cwd="/", env={"A": "\ud800"})
+    assert error_of(bad_env).code == "bad_request"
     assert parse_request(req(op="cancel", target="r1")) == Cancel(1, "cancel", "r1")
     a = parse_request(req(op="answer", request="p1", answer="always", pattern="git *"))
     assert isinstance(a, Answer) and a.pattern == "git *"

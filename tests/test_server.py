@@ -70,7 +70,7 @@ def test_check_replies_with_decision_and_parts(daemon: ThreadDaemon) -> None:
     assert msg["id"] == 7
     assert msg["decision"] == "deny"
     assert [p["subject"] for p in msg["parts"]] == ["echo hi", "rm -rf x"]
-    assert msg["parts"][1]["rule"]["source"] == "tester.md:15"
+    assert msg["parts"][1]["rule"]["source"] == "tester.md:16"
     c.send(id="s", op="check", path="a.txt", permission="write", cwd="/tmp")
     assert c.recv()["decision"] == "ask"
 
@@ -274,7 +274,7 @@ def test_ask_waits_then_times_out_to_deny(env_dir: Path) -> None:
         c = connect(d)
         c.send(id=1, op="run", command="touch made", cwd=str(env_dir))
         events = c.until(1, "exit", "blocked")
-        assert [e["event"] for e in events] == ["decision", "waiting", "blocked"]
+        assert [e["event"] for e in events] == ["decision", "waiting", "decision", "blocked"]
         assert "nobody answered" in events[-1]["reason"]
         assert not (env_dir / "made").exists()
 
@@ -487,3 +487,62 @@ def test_audit_lines_are_written(daemon: ThreadDaemon) -> None:
     assert log is not None
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     assert '"subject":"echo hi"' in log.read_text()
+
+
+def test_half_closed_client_still_gets_its_run(daemon: ThreadDaemon, env_dir: Path) -> None:
+    import socket as _socket
+
+    c = connect(daemon)
+    c.send(id=1, op="run", command="sleep 0.3; echo done", cwd=str(env_dir))
+    c.sock.shutdown(_socket.SHUT_WR)  # what `socat` and `nc -N` do when their input ends
+    events = c.until(1, "exit", "blocked")
+    assert events[-1]["event"] == "exit"
+    assert events[-1]["code"] == 0
+    assert "".join(e.get("data", "") for e in events if e.get("event") == "output") == "done\n"
+
+
+def test_background_leftovers_end_with_the_run(daemon: ThreadDaemon, env_dir: Path) -> None:
+    c = connect(daemon)
+    c.send(id=1, op="run", command="sleep 916.5 >/dev/null 2>&1 & echo started", cwd=str(env_dir))
+    events = c.until(1, "exit")
+    assert events[-1]["code"] == 0
+    deadline = time.monotonic() + 5
+    while processes_with("916.5") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_with("916.5") == []
+
+
+def test_binary_stdin(daemon: ThreadDaemon, env_dir: Path) -> None:
+    c = connect(daemon)
+    c.send(
+        id=1,
+        op="run",
+        command="od -An -tx1",
+        cwd=str(env_dir),
+        stdin_base64=base64.b64encode(b"\xff\x00\xfe").decode(),
+    )
+    events = c.until(1, "exit", "blocked")
+    out = "".join(e.get("data", "") for e in events if e.get("event") == "output")
+    assert out.split() == ["ff", "00", "fe"]
+
+
+def test_a_refused_ask_gets_a_decision_before_blocked(env_dir: Path) -> None:
+    config = ServeConfig(
+        socket_path=env_dir / "b.sock",
+        policy_dir=make_policy_dir(env_dir),
+        default_agent="tester",
+        approval_timeout=0.3,
+        approvers_need_tty=False,
+    )
+    with ThreadDaemon(config) as d:
+        c = connect(d)
+        c.send(id=1, op="run", command="touch x", cwd=str(env_dir))
+        events = c.until(1, "exit", "blocked")
+        kinds = [(e["event"], e.get("decision")) for e in events]
+        assert kinds == [
+            ("decision", "ask"),
+            ("waiting", None),
+            ("decision", "deny"),
+            ("blocked", "deny"),
+        ]
+        assert events[2]["by"] == "timeout"

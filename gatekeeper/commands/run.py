@@ -28,7 +28,7 @@ def run_through_daemon(
     cwd: str,
     env: Mapping[str, str] | None,
     timeout: float | None,
-    stdin: str | None,
+    stdin: bytes | None,
     quiet_waiting: bool = False,
     signal_as_negative: bool = False,
 ) -> int:
@@ -86,7 +86,7 @@ def run_through_daemon(
                 return code if signal_as_negative else exit_status(code)
 
 
-def read_stdin_if_ready() -> str | None:
+def read_stdin_if_ready() -> bytes | None:
     """Our stdin, to pass on to the command, when it is a file or a closed/ready pipe.
 
     A terminal or a pipe with nothing written yet is not waited for.
@@ -103,8 +103,7 @@ def read_stdin_if_ready() -> str | None:
         return None
     if not ready:
         return None
-    data = sys.stdin.buffer.read()
-    return data.decode("utf-8", "surrogateescape")
+    return sys.stdin.buffer.read()
 
 
 def run(

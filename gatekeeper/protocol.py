@@ -40,6 +40,11 @@ def error_reply(request_id: RequestId, code: str, message: str) -> dict[str, Any
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+def encode_id(request_id: RequestId) -> bytes:
+    """A request id as JSON."""
+    return _ENCODER.encode(request_id).encode("utf-8", "surrogatepass")
+
+
 def encode(message: Mapping[str, Any]) -> bytes:
     """One reply or event as a line of JSON."""
     return _ENCODER.encode(message).encode("utf-8", "surrogatepass") + b"\n"

@@ -46,13 +46,14 @@ from gatekeeper.protocol import (
     Request,
     Run,
     encode,
+    encode_id,
     error_reply,
     parse_request,
 )
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 256 * 1024
+_REPLY_CACHE = 4096  # encoded check replies kept (cleared whole when full)
 _HIGH_WATER = 256 * 1024  # bytes queued for a client before its writers wait for it
 
 
@@ -81,29 +82,110 @@ class _RunState:
 
 @dataclass(slots=True, eq=False)
 class _Conn:
-    writer: asyncio.StreamWriter
+    transport: asyncio.Transport
     pid: int | None
     uid: int | None
     name: str | None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     runs: dict[Any, _RunState] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     subscription: int | None = None
     closed: bool = False
+    writable: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.writable.set()
+
+    def write(self, message: dict[str, Any]) -> None:
+        """Queue one line; one write() is one whole line, so lines never interleave."""
+        if self.closed or self.transport.is_closing():
+            self.closed = True
+            return
+        self.transport.write(encode(message))
+
+    def write_raw(self, line: bytes) -> None:
+        if self.closed or self.transport.is_closing():
+            self.closed = True
+            return
+        self.transport.write(line)
 
     async def send(self, message: dict[str, Any]) -> None:
-        if self.closed:
+        """Queue one line, then wait while the client is slow to read (bounded buffering)."""
+        self.write(message)
+        if not self.writable.is_set() and not self.closed:
+            await self.writable.wait()
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection. Quick requests are answered inside data_received, in the same
+    turn of the event loop that read them; runs get tasks of their own."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.decoder = LineDecoder()
+        self.conn: _Conn | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not isinstance(transport, asyncio.Transport):  # pragma: no cover - always a stream
+            raise TypeError("gatekeeper serves stream sockets only")
+        transport.set_write_buffer_limits(high=_HIGH_WATER)
+        sock = transport.get_extra_info("socket")
+        pid, uid = peer_credentials(sock) if sock is not None else (None, None)
+        name: str | None = None
+        if pid:
+            with contextlib.suppress(psutil.Error):
+                name = psutil.Process(pid).name()
+        conn = _Conn(transport, pid, uid, name)
+        self.conn = conn
+        if uid != os.getuid() or self.daemon.stopping:
+            why = "this daemon serves only its own user" if uid != os.getuid() else "stopping"
+            conn.write(error_reply(None, "forbidden", why))
+            conn.closed = True
+            # Half-close: the client reads the error, then EOF; what it sends is discarded
+            # (closing with its request unread would reset the connection instead).
+            if transport.can_write_eof():
+                transport.write_eof()
+            asyncio.get_running_loop().call_later(5, transport.close)
+            return
+        self.daemon.connections.add(conn)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is None or conn.closed:
             return
         try:
-            # One write() appends one whole line to the transport: lines never interleave.
-            self.writer.write(encode(message))
-            if self.writer.transport.get_write_buffer_size() > _HIGH_WATER:
-                async with self.lock:  # a slow reader: wait for it, never buffer without bound
-                    await self.writer.drain()
-        except (ConnectionError, OSError, RuntimeError):
-            self.closed = True
-        if self.writer.transport.is_closing():
-            self.closed = True
+            for line in self.decoder.feed(data):
+                if line.strip():
+                    self.daemon.on_line(conn, line)
+        except ProtocolError as exc:  # too_large: the stream cannot be resynchronised
+            conn.write(exc.reply())
+            conn.closed = True
+            conn.transport.close()
+
+    def eof_received(self) -> bool:
+        conn = self.conn
+        if conn is None or not conn.runs:
+            return False  # nothing in flight: close
+        # The peer either closed (its runs must die) or only shut down its sending side
+        # (`socat`, `nc -N`) and still reads the events of its runs.
+        task = asyncio.get_running_loop().create_task(self.daemon.linger(conn))
+        conn.tasks.add(task)
+        task.add_done_callback(conn.tasks.discard)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.conn is not None:
+            self.daemon.forget(self.conn)
+
+    def pause_writing(self) -> None:
+        if self.conn is not None:
+            self.conn.writable.clear()
+            self.conn.transport.pause_reading()  # and stop taking requests from it
+
+    def resume_writing(self) -> None:
+        if self.conn is not None:
+            self.conn.writable.set()
+            with contextlib.suppress(RuntimeError):
+                self.conn.transport.resume_reading()
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int | None, int | None]:
@@ -123,12 +205,17 @@ class Daemon:
         self.reload_error: str | None = None
         self.session: dict[str, dict[str, list[Rule]]] = {}
         self._session_sets: dict[str, Session] = {}
+        # Encoded check replies by request (see _check); entries carry the objects they
+        # were computed from and count only while those are still the live ones.
+        self._replies: dict[
+            tuple[str, str | None, str, str, str | None], tuple[Policy, Any, Decision, bytes]
+        ] = {}
         self.approvals = Approvals()
         self.audit = AuditLog(config.audit_log) if config.audit_log else None
         self.started = time.monotonic()
         self.guardian = Guardian()
         self._server: asyncio.AbstractServer | None = None
-        self._conns: set[_Conn] = set()
+        self.connections: set[_Conn] = set()
         self._executions: dict[int, Execution] = {}
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -160,6 +247,7 @@ class Daemon:
             log.error("reload failed, keeping the previous policies: %s", exc)
             return self.reload_error
         self.policies = policies
+        self._replies.clear()
         self.reload_error = None
         self._mtimes = self._scan_mtimes()
         log.info("policies reloaded: %s", ", ".join(sorted(policies)))
@@ -195,6 +283,7 @@ class Daemon:
     def add_session_rule(self, agent: str, permission: str, pattern: str, who: str) -> None:
         rules = self.session.setdefault(agent, {}).setdefault(permission, [])
         rules.append(Rule(pattern, "allow", f"session:{who}", f"always.{permission}"))
+        self._replies.clear()
         self._session_sets[agent] = {
             perm: RuleSet.build(perm, tuple(rs)) for perm, rs in self.session[agent].items()
         }
@@ -205,7 +294,7 @@ class Daemon:
         self.load()
         loop = asyncio.get_running_loop()
         sock = self.config.listen_socket or self._bind()
-        self._server = await asyncio.start_unix_server(self._client, sock=sock, limit=READ_CHUNK)
+        self._server = await loop.create_unix_server(lambda: _Connection(self), sock=sock)
         self._watch_task = loop.create_task(self._watch())
         log.info("listening on %s", self.config.socket_path)
 
@@ -283,12 +372,12 @@ class Daemon:
             await asyncio.sleep(0.05)
         for execution in list(self._executions.values()):
             execution.kill("daemon shutdown")
-        tasks = [t for c in self._conns for t in c.tasks]
+        tasks = [t for c in self.connections for t in c.tasks]
         if tasks:
             await asyncio.wait(tasks, timeout=2)
-        for conn in list(self._conns):
+        for conn in list(self.connections):
             conn.closed = True
-            conn.writer.close()
+            conn.transport.close()
         if self._owns_socket:
             with contextlib.suppress(OSError):
                 self.config.socket_path.unlink()
@@ -297,67 +386,41 @@ class Daemon:
 
     # -- connections --------------------------------------------------------------------------
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        pid, uid = peer_credentials(sock) if sock is not None else (None, None)
-        name: str | None = None
-        if pid:
-            with contextlib.suppress(psutil.Error):
-                name = psutil.Process(pid).name()
-        conn = _Conn(writer, pid, uid, name)
-        if uid != os.getuid():
-            await conn.send(error_reply(None, "forbidden", "this daemon serves only its own user"))
-            writer.close()
-            return
-        self._conns.add(conn)
-        decoder = LineDecoder()
-        try:
-            while not self._stopped.is_set():
-                try:
-                    data = await reader.read(READ_CHUNK)
-                except (ConnectionError, OSError):
-                    break
-                if not data:
-                    # EOF: the peer either closed (its runs must die) or only shut down its
-                    # sending side (`socat`, `nc -N`) and still reads the events of its runs.
-                    await self._linger(conn, sock)
-                    break
-                try:
-                    for line in decoder.feed(data):
-                        if line.strip():
-                            await self._dispatch(conn, line)
-                except ProtocolError as exc:  # too_large: the stream cannot be resynchronised
-                    await conn.send(exc.reply())
-                    break
-        finally:
-            conn.closed = True
-            self._conns.discard(conn)
-            if conn.subscription is not None:
-                self.approvals.unsubscribe(conn.subscription)
-            for state in list(conn.runs.values()):
-                self._cancel(state, "the client disconnected")
-            if conn.tasks:
-                await asyncio.wait(list(conn.tasks), timeout=5)
-            with contextlib.suppress(Exception):
-                writer.close()
+    @property
+    def stopping(self) -> bool:
+        return self._stopped.is_set()
 
-    async def _linger(self, conn: _Conn, sock: socket.socket | None) -> None:
+    def forget(self, conn: _Conn) -> None:
+        """The connection is gone: its runs die, its subscription ends."""
+        conn.closed = True
+        self.connections.discard(conn)
+        if conn.subscription is not None:
+            self.approvals.unsubscribe(conn.subscription)
+            conn.subscription = None
+        for state in list(conn.runs.values()):
+            self._cancel(state, "the client disconnected")
+        conn.writable.set()
+
+    async def linger(self, conn: _Conn) -> None:
         """After EOF, let runs finish while the peer still listens; stop when it hangs up."""
+        sock = conn.transport.get_extra_info("socket")
         fd = sock.fileno() if sock is not None else -1
-        if fd < 0:
-            return  # the transport is already closed: the peer is gone
-        poller = select.poll()
-        poller.register(fd, select.POLLHUP | select.POLLERR)
-        while conn.runs and not conn.closed and not self._stopped.is_set():
-            if poller.poll(0):
-                return  # both directions gone: a dead client
-            await asyncio.sleep(0.05)
+        if fd >= 0:
+            poller = select.poll()
+            poller.register(fd, select.POLLHUP | select.POLLERR)
+            while conn.runs and not conn.closed and not self._stopped.is_set():
+                if poller.poll(0):
+                    break  # both directions gone: a dead client
+                await asyncio.sleep(0.05)
+        self.forget(conn)
+        conn.transport.close()
 
-    async def _dispatch(self, conn: _Conn, line: bytes) -> None:
+    def on_line(self, conn: _Conn, line: bytes) -> None:
+        """Serve one request line: quick ops answer at once, runs start a task."""
         try:
             req = parse_request(line)
         except ProtocolError as exc:
-            await conn.send(exc.reply())
+            conn.write(exc.reply())
             return
         try:
             if isinstance(req, Run):
@@ -367,18 +430,22 @@ class Daemon:
                     )
                 state = _RunState(req.id)
                 conn.runs[req.id] = state
-                task = asyncio.create_task(self._run_guarded(conn, req, state))
+                task = asyncio.get_running_loop().create_task(self._run_guarded(conn, req, state))
                 conn.tasks.add(task)
                 task.add_done_callback(conn.tasks.discard)
                 return
-            await conn.send(self._handle(conn, req))
+            reply = self._handle(conn, req)
+            if isinstance(reply, bytes):
+                conn.write_raw(reply)
+            else:
+                conn.write(reply)
         except ProtocolError as exc:
-            await conn.send(exc.reply())
+            conn.write(exc.reply())
         except Exception:  # the daemon must survive any one bad request
             log.exception("internal error on %r", line[:200])
-            await conn.send(error_reply(req.id, "internal", "internal error; see the daemon log"))
+            conn.write(error_reply(req.id, "internal", "internal error; see the daemon log"))
 
-    def _handle(self, conn: _Conn, req: Request) -> dict[str, Any]:
+    def _handle(self, conn: _Conn, req: Request) -> dict[str, Any] | bytes:
         rid = req.id
         if isinstance(req, Check):
             return self._check(conn, req)
@@ -423,43 +490,44 @@ class Daemon:
         raise ProtocolError("unknown_op", f"unknown op {req.op!r}", rid)
 
     def _push(self, conn: _Conn, rid: Any, event: str, body: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(
-            conn.send({"id": rid, "event": event, **body})
-        )
-        conn.tasks.add(task)
-        task.add_done_callback(conn.tasks.discard)
+        conn.write({"id": rid, "event": event, **body})
 
     def _home(self, env: dict[str, str] | None) -> str | None:
         if env is not None and env.get("HOME", "").startswith("/"):
             return env["HOME"]
         return os.environ.get("HOME")
 
-    def _check(self, conn: _Conn, req: Check) -> dict[str, Any]:
+    def _check(self, conn: _Conn, req: Check) -> bytes:
         policy = self.policy_for(req.agent, req.id)
         cwd = req.cwd or self._client_cwd(conn, req.id)
         if not cwd.startswith("/"):
             raise ProtocolError("bad_request", "field 'cwd' must be an absolute path", req.id)
         session = self._session_sets.get(policy.name)
-        try:
-            if req.path is not None:
-                decision = decide_path(
-                    policy,
-                    req.permission or "edit",
-                    req.path,
-                    cwd,
-                    self._home(None),
-                    session=session,
-                )
-                subject = req.path
-            else:
-                decision = decide_command(
-                    policy, req.command or "", cwd, self._home(None), session=session
-                )
-                subject = req.command or ""
-        except BadInput as exc:
-            raise ProtocolError("bad_request", str(exc), req.id) from None
+        home = self._home(None)
+        subject = req.path if req.path is not None else req.command or ""
+        key = (policy.name, req.permission if req.path is not None else None, subject, cwd, home)
+        hit = self._replies.get(key)
+        if hit is not None and hit[0] is policy and hit[1] is session:
+            decision, body = hit[2], hit[3]
+        else:
+            try:
+                if req.path is not None:
+                    decision = decide_path(
+                        policy, req.permission or "edit", req.path, cwd, home, session=session
+                    )
+                else:
+                    decision = decide_command(policy, subject, cwd, home, session=session)
+            except BadInput as exc:
+                raise ProtocolError("bad_request", str(exc), req.id) from None
+            # The decision is a pure function of these immutable values (a reload or an
+            # "always" replaces the policy or session object), so its encoded form can be
+            # reused for the same request: only the id differs.
+            body = encode({"agent": policy.name, **decision.to_json()})
+            if len(self._replies) >= _REPLY_CACHE:
+                self._replies.clear()
+            self._replies[key] = (policy, session, decision, body)
         self._audit("check", conn, req.id, policy.name, cwd, subject, decision)
-        return {"id": req.id, "agent": policy.name, **decision.to_json()}
+        return b'{"id":' + encode_id(req.id) + b"," + body[1:]
 
     def _client_cwd(self, conn: _Conn, rid: Any) -> str:
         if conn.pid:

@@ -123,9 +123,8 @@ class Client:
         message: dict[str, Any] = json.loads(line)
         return message
 
-    def request(self, op: str, **fields: Any) -> dict[str, Any]:
-        """Send one request and return its reply (raises ClientError on an error reply)."""
-        rid = self.send(op, **fields)
+    def receive_for(self, rid: str | int) -> dict[str, Any]:
+        """The next message for request ``rid``; an error reply raises :class:`ClientError`."""
         while True:
             msg = self.receive()
             if msg.get("id") != rid:
@@ -134,6 +133,10 @@ class Client:
                 err = msg["error"]
                 raise ClientError(err.get("code", "?"), err.get("message", ""))
             return msg
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its reply (raises ClientError on an error reply)."""
+        return self.receive_for(self.send(op, **fields))
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -191,12 +194,7 @@ class Client:
             **stdin_fields,
         )
         while True:
-            msg = self.receive()
-            if msg.get("id") != rid:
-                continue
-            if "error" in msg:
-                err = msg["error"]
-                raise ClientError(err.get("code", "?"), err.get("message", ""))
+            msg = self.receive_for(rid)
             if msg.get("event") == "output":
                 if msg.get("encoding") == "base64":
                     msg["raw"] = base64.b64decode(msg["data"])

@@ -628,67 +628,38 @@ class Daemon:
             return
         if decision.decision == "ask":
             answer = await self._ask(conn, req, state, policy, decision)
-            if answer.answer not in ("once", "always"):
+            approved = answer.answer in ("once", "always")
+            if approved:
+                how = "once" if answer.answer == "once" else f"always ({answer.pattern})"
+                reason = f"approved {how} by a human"
+            else:
                 reason = {
                     "reject": "rejected by a human",
                     "timeout": f"nobody answered within {self.config.approval_timeout:g} s",
                     "cancelled": answer.message or "cancelled",
                 }.get(answer.answer, answer.answer)
-                self._audit(
-                    "outcome",
-                    conn,
-                    rid,
-                    policy.name,
-                    req.cwd,
-                    req.command,
-                    None,
-                    outcome="blocked",
-                    by=answer.answer,
-                    message=answer.message,
-                )
-                await conn.send(
-                    {
-                        "id": rid,
-                        "event": "decision",
-                        "agent": policy.name,
-                        "decision": "deny",
-                        "reason": reason,
-                        "parts": decision.to_json()["parts"],
-                        "by": "human" if answer.answer == "reject" else answer.answer,
-                    }
-                )
-                await self._blocked(
-                    conn,
-                    rid,
-                    reason,
-                    answer.message if answer.answer == "reject" else None,
-                    answer.answer,
-                )
-                return
-            how = "once" if answer.answer == "once" else f"always ({answer.pattern})"
             self._audit(
-                "outcome",
-                conn,
-                rid,
-                policy.name,
-                req.cwd,
-                req.command,
-                None,
-                outcome="approved",
-                by=answer.answer,
-                pattern=answer.pattern,
-            )
+                "outcome", conn, rid, policy.name, req.cwd, req.command, None,
+                outcome="approved" if approved else "blocked", by=answer.answer,
+                pattern=answer.pattern, message=answer.message,
+            )  # fmt: skip
             await conn.send(
                 {
                     "id": rid,
                     "event": "decision",
                     "agent": policy.name,
-                    "decision": "allow",
-                    "reason": f"approved {how} by a human",
+                    "decision": "allow" if approved else "deny",
+                    "reason": reason,
                     "parts": decision.to_json()["parts"],
-                    "by": "human",
+                    "by": "human"
+                    if answer.answer in ("once", "always", "reject")
+                    else answer.answer,
                 }
             )
+            if not approved:
+                message = answer.message if answer.answer == "reject" else None
+                await self._blocked(conn, rid, reason, message, answer.answer)
+                return
         if state.cancelled:
             await self._blocked(conn, rid, state.cancelled, None, "cancelled")
             return

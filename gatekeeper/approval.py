@@ -179,6 +179,21 @@ def _chain(pid: int) -> list[psutil.Process]:
         return []
 
 
+def has_controlling_tty(pid: int) -> bool:
+    """Whether a process has a controlling terminal (``tty_nr`` in /proc/PID/stat).
+
+    Read directly: psutil.Process.terminal() maps device numbers through a table it builds
+    once, so a terminal opened after that (a new tmux pane) would look like none at all.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return len(fields) > 4 and int(fields[4]) != 0
+
+
 def approver_refusal(
     approver_pid: int | None,
     requester_pid: int | None,
@@ -205,11 +220,6 @@ def approver_refusal(
         with contextlib.suppress(psutil.Error):
             if MARKER in p.environ():
                 return "a command started by gatekeeper cannot approve requests"
-    if require_tty:
-        try:
-            tty = chain[0].terminal()
-        except psutil.Error:
-            tty = None
-        if not tty:
-            return "an approver must run in a terminal (a person's prompt)"
+    if require_tty and not has_controlling_tty(approver_pid):
+        return "an approver must run in a terminal (a person's prompt)"
     return None

@@ -123,6 +123,26 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--socket", metavar="PATH", help="daemon socket")
     status.add_argument("--json", action="store_true")
 
+    approve = sub.add_parser(
+        "approve",
+        help="answer pending requests: a terminal app, or one answer for scripts",
+        description="Without arguments: the terminal app. With ID and an answer: answer one "
+        "request. Exit status: 0 done, 1 error, 2 usage, 3 refused (this process may not "
+        "approve).",
+    )
+    approve.add_argument("--socket", metavar="PATH", help="daemon socket")
+    approve.add_argument("--list", action="store_true", help="list pending requests")
+    approve.add_argument("--json", action="store_true", help="with --list: JSON lines")
+    approve.add_argument("request", nargs="?", metavar="ID", help="pending request, e.g. p3")
+    approve.add_argument("answer", nargs="?", choices=("once", "always", "reject"))
+    approve.add_argument("--pattern", metavar="P", help="with always: the rule to remember")
+    approve.add_argument("--message", metavar="M", help="with reject: a message for the agent")
+    approve.add_argument(
+        "--persist",
+        action="store_true",
+        help="with always: also write the rule into the agent's file",
+    )
+
     pol = sub.add_parser("policy", help="lint or explain agent files")
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
     lint = pol_sub.add_parser("lint", help="find mistakes and risky rules; run the file's tests")
@@ -194,6 +214,23 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             socket_path=args.socket,
             agent=args.agent or os.environ.get("GATEKEEPER_AGENT"),
             timeout=args.timeout,
+        )
+    if args.command == "approve":
+        from gatekeeper.commands import approve as approve_cmd
+
+        if (args.request is None) != (args.answer is None):
+            parser.error("approve: give both ID and once|always|reject, or neither")
+        if args.list and args.request is not None:
+            parser.error("approve: --list takes no ID")
+        return approve_cmd.run(
+            socket_path=args.socket,
+            list_only=args.list,
+            as_json=args.json,
+            request=args.request,
+            answer=args.answer,
+            pattern=args.pattern,
+            message=args.message,
+            persist=args.persist,
         )
     if args.command == "status":
         from gatekeeper.commands import status as status_cmd

@@ -219,9 +219,21 @@ class Client:
         return items
 
     def answer(
-        self, request: str, answer: str, *, pattern: str | None = None, message: str | None = None
+        self,
+        request: str,
+        answer: str,
+        *,
+        pattern: str | None = None,
+        message: str | None = None,
+        persist: bool | None = None,
     ) -> dict[str, Any]:
-        """Answer a pending request: ``once``, ``always`` (with ``pattern``) or ``reject``."""
+        """Answer a pending request: ``once``, ``always`` (with ``pattern``; ``persist`` also
+        writes it into the agent's file) or ``reject`` (with an optional ``message``)."""
         return self.request(
-            "answer", request=request, answer=answer, pattern=pattern, message=message
+            "answer",
+            request=request,
+            answer=answer,
+            pattern=pattern,
+            message=message,
+            persist=persist,
         )

@@ -37,6 +37,7 @@ from gatekeeper.errors import BadInput, GatekeeperError
 from gatekeeper.executor import Execution, Guardian, pump, split_utf8
 from gatekeeper.executor import start as start_process
 from gatekeeper.policy import Policy, Rule, RuleSet, load_policy_dir
+from gatekeeper.policy_edit import add_allow_rule
 from gatekeeper.protocol import (
     Answer,
     Cancel,
@@ -553,8 +554,54 @@ class Daemon:
             if not pattern:
                 raise ProtocolError("bad_request", "an 'always' answer needs a 'pattern'", req.id)
             self.add_session_rule(item.agent, item.permission, pattern, f"pid {conn.pid}")
+        reply: dict[str, Any] = {
+            "id": req.id,
+            "ok": True,
+            "request": req.request,
+            "pattern": pattern,
+        }
+        if req.persist and req.answer == "always" and pattern:
+            # The approval stands either way; whether the file could be edited is reported.
+            try:
+                reply["saved"] = self.persist_rule(item, pattern)
+            except GatekeeperError as exc:
+                reply["saved"] = None
+                reply["save_error"] = str(exc)
         self.approvals.resolve(req.request, HumanAnswer(req.answer, pattern, req.message))
-        return {"id": req.id, "ok": True, "request": req.request, "pattern": pattern}
+        return reply
+
+    def persist_rule(self, item: Any, pattern: str) -> str:
+        """Write an "always" rule into the agent's file (in place), then reload; "file:line"."""
+        policy = self.policies.get(item.agent)
+        if policy is None:
+            raise GatekeeperError(f"agent {item.agent!r} is no longer loaded")
+        path = Path(policy.path)
+        subject = next(
+            (
+                p.subject
+                for p in item.decision.parts
+                if p.decision == "ask" and p.permission == item.permission
+            ),
+            None,
+        )
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GatekeeperError(f"{path}: cannot read: {exc}") from None
+        new_text, line = add_allow_rule(text, str(path), item.permission, pattern, subject)
+        tmp = path.with_name(f".{path.name}.gatekeeper-tmp")
+        try:
+            tmp.write_bytes(new_text.encode("utf-8"))
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise GatekeeperError(f"{path}: cannot write: {exc}") from None
+        error = self.reload()
+        if error is not None:
+            raise GatekeeperError(f"saved to {path}:{line}, but the reload failed: {error}")
+        log.info("saved always rule %r for %s to %s:%d", pattern, item.agent, path, line)
+        return f"{path}:{line}"
 
     def _cancel(self, state: _RunState, why: str) -> None:
         state.cancelled = why

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -316,7 +317,7 @@ class Requester:
         return [json.loads(x) for x in out.splitlines()]
 
 
-def approve(d: ThreadDaemon, answer: str, **extra: str) -> dict[str, object]:
+def approve(d: ThreadDaemon, answer: str, **extra: Any) -> dict[str, object]:
     """Answer the first pending request from this process (not the requester's)."""
     from gatekeeper.client import Client
 

@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-audit", action="store_true", help="write no audit log")
     serve.add_argument(
+        "--audit-fsync",
+        choices=("always", "batch", "never"),
+        help="when the audit log reaches the disk: after every record, once a "
+        "second (default), or when the OS decides",
+    )
+    serve.add_argument(
         "--default-agent",
         metavar="NAME",
         help="agent for requests that name none (default: 'default')",
@@ -142,6 +148,64 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with always: also write the rule into the agent's file",
     )
+
+    log_opt = argparse.ArgumentParser(add_help=False)
+    log_opt.add_argument(
+        "--audit-log",
+        metavar="PATH",
+        help="the audit log (default: $GATEKEEPER_AUDIT_LOG or "
+        "$XDG_STATE_HOME/gatekeeper/audit.jsonl)",
+    )
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--since", metavar="WHEN", help="30m, 1h, 2d, 1w or an ISO date/time")
+    filters.add_argument("--until", metavar="WHEN", help="same forms as --since")
+    filters.add_argument("--agent", metavar="NAME")
+    filters.add_argument(
+        "--decision",
+        metavar="D",
+        choices=("allow", "ask", "deny", "once", "always", "reject", "timeout", "cancelled"),
+        help="the policy's decision, or the human's answer",
+    )
+    filters.add_argument("--grep", metavar="TEXT", help="text in the command, path or reason")
+    audit = sub.add_parser(
+        "audit",
+        parents=[log_opt, filters],
+        help="review the audit log: what ran, what was blocked, who decided",
+    )
+    audit.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
+    audit.add_argument("--json", action="store_true", help="the records as JSON lines")
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND")
+    summary = audit_sub.add_parser(
+        "summary",
+        parents=[log_opt, filters],
+        help="counts, what was asked most, what people approved again and again",
+    )
+    summary.add_argument("--top", type=int, default=10, metavar="N")
+    summary.add_argument("--json", action="store_true")
+    suggest = audit_sub.add_parser(
+        "suggest",
+        parents=[log_opt, filters],
+        help="the rules people keep approving, as frontmatter",
+    )
+    suggest.add_argument(
+        "--min", type=int, default=2, metavar="N", help="approved at least N times (2)"
+    )
+    verify = audit_sub.add_parser(
+        "verify", parents=[log_opt], help="check the hash chain across rotated files"
+    )
+    verify.add_argument(
+        "--anchor",
+        metavar="HASH",
+        help="a head printed by an earlier verify: it must still be there",
+    )
+    verify.add_argument("--json", action="store_true")
+    replay = audit_sub.add_parser(
+        "replay",
+        parents=[log_opt, filters],
+        help="re-decide recorded requests under another policy",
+    )
+    replay.add_argument("--policy", metavar="FILE", required=True)
+    replay.add_argument("--json", action="store_true")
 
     pol = sub.add_parser("policy", help="lint or explain agent files")
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
@@ -205,6 +269,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             approval_timeout=args.approval_timeout,
             grace=args.grace,
             config_file=args.config,
+            audit_fsync=args.audit_fsync,
         )
     if args.command == "run":
         from gatekeeper.commands import run as run_cmd
@@ -232,6 +297,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             message=args.message,
             persist=args.persist,
         )
+    if args.command == "audit":
+        from gatekeeper.commands.audit import main_audit
+
+        return main_audit(args)
     if args.command == "status":
         from gatekeeper.commands import status as status_cmd
 

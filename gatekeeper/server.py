@@ -31,7 +31,7 @@ import psutil
 
 from gatekeeper import __version__
 from gatekeeper.approval import Approvals, HumanAnswer, approver_refusal
-from gatekeeper.audit import AuditLog
+from gatekeeper.audit import AuditError, AuditLog, FsyncPolicy
 from gatekeeper.engine import Decision, Session, decide_command, decide_path
 from gatekeeper.errors import BadInput, GatekeeperError
 from gatekeeper.executor import Execution, Guardian, pump, split_utf8
@@ -66,6 +66,9 @@ class ServeConfig:
     policy_dir: Path
     default_agent: str | None = "default"
     audit_log: Path | None = None
+    audit_fsync: FsyncPolicy = "batch"
+    audit_max_bytes: int = 10 * 1024 * 1024
+    audit_keep: int = 20
     approval_timeout: float = 120.0
     grace: float = 5.0
     approvers_need_tty: bool = True
@@ -78,6 +81,7 @@ class _RunState:
     request_id: Any
     pending_key: str | None = None
     execution: Execution | None = None
+    ref: int | None = None  # seq of the run's decision record in the audit log
     cancelled: str | None = None
 
 
@@ -212,7 +216,7 @@ class Daemon:
             tuple[str, str | None, str, str, str | None], tuple[Policy, Any, Decision, bytes]
         ] = {}
         self.approvals = Approvals()
-        self.audit = AuditLog(config.audit_log) if config.audit_log else None
+        self.audit: AuditLog | None = None
         self.started = time.monotonic()
         self.guardian = Guardian()
         self._server: asyncio.AbstractServer | None = None
@@ -293,6 +297,13 @@ class Daemon:
 
     async def start(self) -> None:
         self.load()
+        if self.config.audit_log is not None and self.audit is None:
+            self.audit = AuditLog(
+                self.config.audit_log,
+                fsync=self.config.audit_fsync,
+                max_bytes=self.config.audit_max_bytes,
+                keep=self.config.audit_keep,
+            )
         loop = asyncio.get_running_loop()
         sock = self.config.listen_socket or self._bind()
         self._server = await loop.create_unix_server(lambda: _Connection(self), sock=sock)
@@ -523,12 +534,31 @@ class Daemon:
             # The decision is a pure function of these immutable values (a reload or an
             # "always" replaces the policy or session object), so its encoded form can be
             # reused for the same request: only the id differs.
-            body = encode({"agent": policy.name, **decision.to_json()})
+            body = encode(decision.to_json())[:-1]
             if len(self._replies) >= _REPLY_CACHE:
                 self._replies.clear()
             self._replies[key] = (policy, session, decision, body)
-        self._audit("check", conn, req.id, policy.name, cwd, subject, decision)
-        return b'{"id":' + encode_id(req.id) + b"," + body[1:]
+        record: dict[str, Any] = {
+            "kind": "decision",
+            "op": "check",
+            "agent": policy.name,
+            "cwd": cwd,
+            "decided_by": "policy",
+        }
+        if req.path is not None:
+            record.update(path=req.path, permission=req.permission)
+        else:
+            record["command"] = subject
+        self._record(conn, req.id, record, body)
+        return (
+            b'{"id":'
+            + encode_id(req.id)
+            + b',"agent":'
+            + encode_id(policy.name)
+            + b","
+            + body[1:]
+            + b"\n"
+        )
 
     def _client_cwd(self, conn: _Conn, rid: Any) -> str:
         if conn.pid:
@@ -610,31 +640,41 @@ class Daemon:
         if state.execution is not None:
             state.execution.kill(why)
 
-    def _audit(
-        self,
-        kind: str,
-        conn: _Conn,
-        rid: Any,
-        agent: str,
-        cwd: str,
-        subject: str,
-        decision: Decision | None,
-        **extra: Any,
-    ) -> None:
+    def _record(
+        self, conn: _Conn, rid: Any, record: dict[str, Any], decision_json: bytes | None = None
+    ) -> int | None:
+        """Write one audit record before the reply goes out; its seq, or None without a log.
+
+        If the record cannot be written, the request fails: nothing happens unrecorded.
+        """
         if self.audit is None:
-            return
-        record: dict[str, Any] = {
-            "kind": kind,
-            "id": rid,
-            "agent": agent,
-            "cwd": cwd,
-            "subject": subject,
-            "client": {"pid": conn.pid, "uid": conn.uid, "name": conn.name},
-        }
-        if decision is not None:
-            record["decision"] = decision.to_json()
-        record.update(extra)
-        self.audit.write(record)
+            return None
+        record["id"] = rid
+        record["client"] = {"pid": conn.pid, "uid": conn.uid, "name": conn.name}
+        try:
+            return self.audit.write(record, decision_json)
+        except AuditError as exc:
+            log.error("audit log: %s", exc)
+            raise ProtocolError(
+                "internal", f"the audit log cannot be written, so nothing was done: {exc}", rid
+            ) from None
+
+    def _outcome(
+        self, conn: _Conn, rid: Any, req: Run, agent: str, ref: int | None, **fields: Any
+    ) -> None:
+        self._record(
+            conn,
+            rid,
+            {
+                "kind": "outcome",
+                "op": "run",
+                "ref": ref,
+                "agent": agent,
+                "cwd": req.cwd,
+                "command": req.command,
+                **fields,
+            },
+        )
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -666,11 +706,18 @@ class Daemon:
             )
         except BadInput as exc:
             raise ProtocolError("bad_request", str(exc), rid) from None
-        self._audit("run", conn, rid, policy.name, req.cwd, req.command, decision)
+        ref = self._record(
+            conn, rid,
+            {"kind": "decision", "op": "run", "agent": policy.name, "cwd": req.cwd,
+             "command": req.command, "decided_by": "policy"},
+            encode(decision.to_json())[:-1],
+        )  # fmt: skip
+        state.ref = ref
         await conn.send(
             {"id": rid, "event": "decision", "agent": policy.name, **decision.to_json()}
         )
         if decision.decision == "deny":
+            self._outcome(conn, rid, req, policy.name, ref, outcome="blocked", decided_by="policy")
             await self._blocked(conn, rid, decision.reason, None, "policy")
             return
         if decision.decision == "ask":
@@ -685,10 +732,12 @@ class Daemon:
                     "timeout": f"nobody answered within {self.config.approval_timeout:g} s",
                     "cancelled": answer.message or "cancelled",
                 }.get(answer.answer, answer.answer)
-            self._audit(
-                "outcome", conn, rid, policy.name, req.cwd, req.command, None,
-                outcome="approved" if approved else "blocked", by=answer.answer,
-                pattern=answer.pattern, message=answer.message,
+            self._outcome(
+                conn, rid, req, policy.name, ref,
+                outcome="approved" if approved else "blocked",
+                decided_by="human" if answer.answer in ("once", "always", "reject")
+                else answer.answer,
+                answer=answer.answer, pattern=answer.pattern, message=answer.message,
             )  # fmt: skip
             await conn.send(
                 {
@@ -708,6 +757,16 @@ class Daemon:
                 await self._blocked(conn, rid, reason, message, answer.answer)
                 return
         if state.cancelled:
+            self._outcome(
+                conn,
+                rid,
+                req,
+                policy.name,
+                ref,
+                outcome="blocked",
+                decided_by="cancelled",
+                message=state.cancelled,
+            )
             await self._blocked(conn, rid, state.cancelled, None, "cancelled")
             return
         await self._execute(conn, req, state, env, policy.name)
@@ -768,6 +827,15 @@ class Daemon:
         try:
             execution = await start_process(req.command, req.cwd, env, stdin, marker)
         except OSError as exc:
+            self._outcome(
+                conn,
+                rid,
+                req,
+                agent,
+                state.ref,
+                outcome="error",
+                message=f"cannot start the command: {exc}",
+            )
             raise ProtocolError("bad_request", f"cannot start the command: {exc}", rid) from None
         state.execution = execution
         self._executions[execution.pid] = execution
@@ -829,21 +897,12 @@ class Daemon:
             body["timed_out"] = True
         if execution.killed_by and not timed_out:
             body["killed"] = execution.killed_by
-        self._audit(
-            "outcome",
-            conn,
-            rid,
-            agent,
-            req.cwd,
-            req.command,
-            None,
-            outcome="exit",
-            code=code,
-            duration_ms=duration_ms,
-            stdout_bytes=counts["stdout"],
-            stderr_bytes=counts["stderr"],
-            timed_out=timed_out,
-        )
+        self._outcome(
+            conn, rid, req, agent, state.ref, outcome="exit", exit=code,
+            duration_ms=duration_ms, stdout_bytes=counts["stdout"],
+            stderr_bytes=counts["stderr"], timed_out=timed_out,
+            killed=execution.killed_by if not timed_out else None,
+        )  # fmt: skip
         await conn.send(body)
 
 

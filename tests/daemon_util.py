@@ -166,7 +166,7 @@ def subprocess_daemon(
             str(policy_dir),
             "--default-agent",
             agent,
-            "--no-audit",
+            *([] if "--audit-log" in extra else ["--no-audit"]),
             *extra,
         ],
         stdout=subprocess.PIPE,

@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from gatekeeper.audit import FsyncPolicy
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.paths import default_audit_log, default_socket
 from gatekeeper.selection import policy_dir
@@ -21,6 +22,9 @@ CONFIG_KEYS = {
     "approval_timeout",
     "grace",
     "approvers_need_tty",
+    "audit_fsync",
+    "audit_max_bytes",
+    "audit_keep",
 }
 
 
@@ -53,6 +57,16 @@ def read_config(path: Path | None) -> dict[str, Any]:
     return table
 
 
+def _fsync(value: object) -> FsyncPolicy:
+    if value == "always":
+        return "always"
+    if value == "never":
+        return "never"
+    if value == "batch":
+        return "batch"
+    raise GatekeeperError(f"audit_fsync must be always, batch or never, not {value!r}")
+
+
 def run(
     *,
     policy_dir_flag: str | None,
@@ -63,6 +77,7 @@ def run(
     approval_timeout: float | None,
     grace: float | None,
     config_file: str | None,
+    audit_fsync: str | None = None,
 ) -> int:
     cfg = read_config(Path(config_file) if config_file else None)
     audit: Path | None
@@ -81,6 +96,9 @@ def run(
         approval_timeout=float(approval_timeout or cfg.get("approval_timeout") or 120.0),
         grace=float(grace if grace is not None else cfg.get("grace", 5.0)),
         approvers_need_tty=bool(cfg.get("approvers_need_tty", True)),
+        audit_fsync=_fsync(audit_fsync or cfg.get("audit_fsync") or "batch"),
+        audit_max_bytes=int(cfg.get("audit_max_bytes", 10 * 1024 * 1024)),
+        audit_keep=int(cfg.get("audit_keep", 20)),
     )
     logging.getLogger("gatekeeper").setLevel(logging.INFO)
     logging.getLogger("gatekeeper").info(

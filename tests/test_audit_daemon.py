@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 

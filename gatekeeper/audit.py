@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -162,6 +163,10 @@ class AuditLog:
                 f"{self.path}: the audit log is in use by another gatekeeper daemon; "
                 "give this one its own --audit-log"
             ) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise AuditError(f"{self.path}: not a regular file: the audit log must be a file")
         os.fchmod(fd, 0o600)
         self._fd = fd
         self._size = os.fstat(fd).st_size
@@ -262,11 +267,17 @@ class AuditLog:
             self.sync()
 
     def sync(self) -> None:
+        """Flush written records to the disk, without holding up writers meanwhile."""
         with self._lock:
-            if self._dirty and not self._closed:
-                with contextlib.suppress(OSError):
-                    os.fdatasync(self._fd)
-                self._dirty = False
+            if not self._dirty or self._closed:
+                return
+            fd = os.dup(self._fd)  # rotation may close self._fd while we sync
+            self._dirty = False
+        try:
+            with contextlib.suppress(OSError):
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         self.sync()

@@ -172,3 +172,8 @@ def test_garbage_at_the_end_stops_the_writer(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="not an audit record"):
         AuditLog(path)
     assert os.path.getsize(path) == len(b"this is not an audit log\n")
+
+
+def test_the_log_must_be_a_regular_file() -> None:
+    with pytest.raises(AuditError, match="not a regular file"):
+        AuditLog(Path("/dev/null"))

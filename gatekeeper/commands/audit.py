@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -113,39 +113,64 @@ def show_table(path: Path, flt: Filter, as_json: bool, follow: bool) -> int:
     return 0
 
 
-def _tail(path: Path) -> Iterator[dict[str, Any]]:
+def _next_file(path: Path, current: os.stat_result) -> Path | None:
+    """The file to read after the one open (``current``), once it was rotated; None while it
+    is still the live file. Several rotations between two looks are read in order."""
+    try:
+        live = os.stat(path)
+        if (live.st_dev, live.st_ino) == (current.st_dev, current.st_ino):
+            return None
+    except FileNotFoundError:
+        return None  # between the daemon's rename and its new file: look again soon
+    files = log_files(path)
+    for i, f in enumerate(files):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (current.st_dev, current.st_ino):
+            return files[i + 1] if i + 1 < len(files) else None
+    return path  # the open file was rotated away and removed: go on with the live one
+
+
+def _tail(path: Path) -> Generator[dict[str, Any], None, None]:
     """New records as the daemon appends them, across rotations (until interrupted)."""
     f = path.open("rb")
-    f.seek(0, os.SEEK_END)
-    buf = b""
-    while True:
-        chunk = f.read()
-        if chunk:
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for raw in lines:
-                try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict):
-                    yield rec
-            continue
-        try:
-            rotated = os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
-        except FileNotFoundError:
-            rotated = False
-        if rotated:
-            # The daemon may have appended to the old file after the read above and before
-            # renaming it: read that last, then go on with the new file.
+    try:
+        f.seek(0, os.SEEK_END)
+        buf = b""
+        while True:
+            chunk = f.read()
+            if chunk:
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for raw in lines:
+                    try:
+                        rec = json.loads(raw)
+                    except ValueError:
+                        continue
+                    if isinstance(rec, dict):
+                        yield rec
+                continue
+            nxt = _next_file(path, os.fstat(f.fileno()))
+            if nxt is None:
+                time.sleep(0.2)
+                continue
+            # The daemon may have appended to this file after the read above and before it
+            # renamed it: read that first.
             if f.read(1):
                 f.seek(-1, os.SEEK_CUR)
                 continue
+            try:
+                new = nxt.open("rb")
+            except FileNotFoundError:
+                time.sleep(0.2)
+                continue
             f.close()
-            f = path.open("rb")
+            f = new
             buf = b""
-            continue
-        time.sleep(0.2)
+    finally:
+        f.close()
 
 
 def _follow(path: Path, flt: Filter, as_json: bool, width: int, colour: bool) -> int:

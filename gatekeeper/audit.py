@@ -223,13 +223,18 @@ class AuditLog:
             if self._closed:
                 raise AuditError("the audit log is closed")
             seq = self.seq + 1
-            head = {"seq": seq, "time": utc_now(), "prev": self.prev, **record}
+            if self._size + 1 > self.max_bytes and self._size > 0:
+                self._rotate()
+            head: dict[str, Any] = {"seq": seq, "time": utc_now(), "prev": self.prev}
+            if self._size == 0 and seq > 1:
+                # The first record of a file after rotation says so (inside its hash), so a
+                # log whose first lines were cut away cannot pass for a rotated one.
+                head["file_start"] = True
+            head.update(record)
             body = _ENCODER.encode(head).encode("utf-8", "surrogatepass")
             if decision_json is not None:
                 body = body[:-1] + b',"decision":' + decision_json + b"}"
             body, digest = seal(body)
-            if self._size + len(body) + 1 > self.max_bytes and self._size > 0:
-                self._rotate()
             try:
                 written = os.write(self._fd, body + b"\n")
             except OSError as exc:
@@ -397,6 +402,13 @@ def verify(lines: Iterable[Line]) -> Verdict:
             )
             return v
         if prev_hash is None:
+            if prev != GENESIS and rec.get("file_start") is not True:
+                v.ok = False
+                v.problems.append(
+                    f"{line.where}: seq {seq}: the log starts in the middle of the chain, not "
+                    "at a file boundary: records before it were removed"
+                )
+                return v
             if prev != GENESIS:
                 v.notes.append(
                     f"{line.where}: the chain starts at seq {seq}; earlier records "

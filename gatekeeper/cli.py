@@ -149,31 +149,51 @@ def _parser() -> argparse.ArgumentParser:
         help="with always: also write the rule into the agent's file",
     )
 
+    # Options shared by `audit` and its subcommands default to SUPPRESS, so that a value given
+    # before the subcommand (`audit --audit-log P summary`) is not overwritten by the
+    # subcommand's own default; main_audit supplies the defaults.
+    quiet = argparse.SUPPRESS
     log_opt = argparse.ArgumentParser(add_help=False)
     log_opt.add_argument(
         "--audit-log",
         metavar="PATH",
+        default=quiet,
         help="the audit log (default: $GATEKEEPER_AUDIT_LOG or "
         "$XDG_STATE_HOME/gatekeeper/audit.jsonl)",
     )
+    log_opt.add_argument(
+        "--json",
+        action="store_true",
+        default=quiet,
+        help="JSON output (the records, or one object)",
+    )
     filters = argparse.ArgumentParser(add_help=False)
-    filters.add_argument("--since", metavar="WHEN", help="30m, 1h, 2d, 1w or an ISO date/time")
-    filters.add_argument("--until", metavar="WHEN", help="same forms as --since")
-    filters.add_argument("--agent", metavar="NAME")
+    filters.add_argument(
+        "--since", metavar="WHEN", default=quiet, help="30m, 1h, 2d, 1w or an ISO date/time"
+    )
+    filters.add_argument(
+        "--until",
+        metavar="WHEN",
+        default=quiet,
+        help="same forms; a date alone means the end of that day",
+    )
+    filters.add_argument("--agent", metavar="NAME", default=quiet)
     filters.add_argument(
         "--decision",
         metavar="D",
+        default=quiet,
         choices=("allow", "ask", "deny", "once", "always", "reject", "timeout", "cancelled"),
         help="the policy's decision, or the human's answer",
     )
-    filters.add_argument("--grep", metavar="TEXT", help="text in the command, path or reason")
+    filters.add_argument(
+        "--grep", metavar="TEXT", default=quiet, help="text in the command, path or reason"
+    )
     audit = sub.add_parser(
         "audit",
         parents=[log_opt, filters],
         help="review the audit log: what ran, what was blocked, who decided",
     )
     audit.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
-    audit.add_argument("--json", action="store_true", help="the records as JSON lines")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND")
     summary = audit_sub.add_parser(
         "summary",
@@ -181,7 +201,6 @@ def _parser() -> argparse.ArgumentParser:
         help="counts, what was asked most, what people approved again and again",
     )
     summary.add_argument("--top", type=int, default=10, metavar="N")
-    summary.add_argument("--json", action="store_true")
     suggest = audit_sub.add_parser(
         "suggest",
         parents=[log_opt, filters],
@@ -198,14 +217,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HASH",
         help="a head printed by an earlier verify: it must still be there",
     )
-    verify.add_argument("--json", action="store_true")
     replay = audit_sub.add_parser(
         "replay",
         parents=[log_opt, filters],
         help="re-decide recorded requests under another policy",
     )
     replay.add_argument("--policy", metavar="FILE", required=True)
-    replay.add_argument("--json", action="store_true")
 
     pol = sub.add_parser("policy", help="lint or explain agent files")
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")

@@ -177,3 +177,22 @@ def test_garbage_at_the_end_stops_the_writer(tmp_path: Path) -> None:
 def test_the_log_must_be_a_regular_file() -> None:
     with pytest.raises(AuditError, match="not a regular file"):
         AuditLog(Path("/dev/null"))
+
+
+def test_lines_cut_from_the_top_of_an_unrotated_log_fail(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_n(path, 5)
+    path.write_bytes(b"\n".join(lines_of(path)[2:]) + b"\n")
+    v = verify(read_lines(path))
+    assert not v.ok
+    assert v.problems[0].startswith(f"{path}:1: seq 3:")
+    assert "removed" in v.problems[0]
+
+
+def test_until_a_date_means_the_end_of_that_day() -> None:
+    from datetime import datetime
+
+    from gatekeeper.commands.audit import make_filter
+
+    flt = make_filter(None, "2026-11-27", None, None, None)
+    assert flt.until == datetime.fromisoformat("2026-11-28T00:00:00+00:00")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
-from collections.abc import Generator
-from datetime import UTC, datetime
+from collections.abc import Generator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from gatekeeper.audit import AuditError, Line, log_files, read_lines, read_records, verify
 from gatekeeper.audit_review import (
@@ -45,12 +46,20 @@ def _require(path: Path) -> None:
         )
 
 
+def _until(text: str) -> datetime:
+    """A date alone means up to the end of that day."""
+    when = parse_when(text)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+        when += timedelta(days=1)
+    return when
+
+
 def make_filter(
     since: str | None, until: str | None, agent: str | None, decision: str | None, grep: str | None
 ) -> Filter:
     return Filter(
         since=parse_when(since) if since else None,
-        until=parse_when(until) if until else None,
+        until=_until(until) if until else None,
         agent=agent,
         decision=decision,
         grep=grep,
@@ -98,19 +107,40 @@ def show_table(path: Path, flt: Filter, as_json: bool, follow: bool) -> int:
     out = sys.stdout
     width = shutil.get_terminal_size((120, 24)).columns
     colour = _use_colour(out)
-    selected = [r for r in rows(rec for _, rec in read_records(path)) if flt.keeps(r)]
-    if not as_json:
-        out.write(f"{'TIME':<16} {'AGENT':<16} {'DECISION':<13} {'RESULT':<18} COMMAND / PATH\n")
-    for r in selected:
-        if as_json:
-            for rec in (r.decision, *r.outcomes):
-                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        else:
-            out.write(format_row(r, width, colour) + "\n")
-    out.flush()
+    tail_from: BinaryIO | None = None
     if follow:
-        return _follow(path, flt, as_json, width, colour)
-    return 0
+        # Open the live file before reading the log, so that nothing written in between is
+        # missed; what is read twice is skipped by its seq.
+        try:
+            tail_from = path.open("rb")
+        except OSError as exc:
+            raise AuditError(f"{path}: cannot follow: {exc.strerror}") from None
+        tail_from.seek(0, os.SEEK_END)
+    try:
+        records = [rec for _, rec in read_records(path)]
+        all_rows = rows(records)
+        selected = [r for r in all_rows if flt.keeps(r)]
+        if not as_json:
+            out.write(
+                f"{'TIME':<16} {'AGENT':<16} {'DECISION':<13} {'RESULT':<18} COMMAND / PATH\n"
+            )
+        for r in selected:
+            if as_json:
+                for rec in (r.decision, *r.outcomes):
+                    out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            else:
+                out.write(format_row(r, width, colour) + "\n")
+        out.flush()
+        if tail_from is None:
+            return 0
+        seen = max((s for rec in records if isinstance(s := rec.get("seq"), int)), default=0)
+        # Runs still going on when following starts: their outcomes are shown as they come.
+        live = {r.decision["seq"]: r for r in all_rows if isinstance(r.decision.get("seq"), int)}
+        f, tail_from = tail_from, None
+        return _follow(_tail(path, f), seen, live, flt, as_json, width, colour)
+    finally:
+        if tail_from is not None:
+            tail_from.close()
 
 
 def _next_file(path: Path, current: os.stat_result) -> Path | None:
@@ -133,11 +163,10 @@ def _next_file(path: Path, current: os.stat_result) -> Path | None:
     return path  # the open file was rotated away and removed: go on with the live one
 
 
-def _tail(path: Path) -> Generator[dict[str, Any], None, None]:
-    """New records as the daemon appends them, across rotations (until interrupted)."""
-    f = path.open("rb")
+def _tail(path: Path, f: BinaryIO) -> Generator[dict[str, Any], None, None]:
+    """New records as the daemon appends them to ``f`` (a file of the log open where to start)
+    and then to the files that follow it, across rotations (until interrupted)."""
     try:
-        f.seek(0, os.SEEK_END)
         buf = b""
         while True:
             chunk = f.read()
@@ -173,28 +202,43 @@ def _tail(path: Path) -> Generator[dict[str, Any], None, None]:
         f.close()
 
 
-def _follow(path: Path, flt: Filter, as_json: bool, width: int, colour: bool) -> int:
+def _follow(
+    records: Iterator[dict[str, Any]],
+    seen: int,
+    live: dict[int, Row],
+    flt: Filter,
+    as_json: bool,
+    width: int,
+    colour: bool,
+) -> int:
+    """Print ``records`` as they come, but those up to seq ``seen`` (already shown)."""
     out = sys.stdout
-    live: dict[int, Row] = {}
+    shown = {id(r) for r in live.values() if flt.keeps(r)}  # rows printed in the table
     try:
-        for rec in _tail(path):
-            if as_json:
-                row = Row(rec) if rec.get("kind") == "decision" else live.get(rec.get("ref", -1))
-                if rec.get("kind") == "decision" and isinstance(rec.get("seq"), int):
-                    live[rec["seq"]] = Row(rec)
-                if row is not None and flt.keeps(row):
-                    out.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            elif rec.get("kind") == "decision":
+        for rec in records:
+            if isinstance(rec.get("seq"), int) and rec["seq"] <= seen:
+                continue
+            kind = rec.get("kind")
+            row: Row | None = None
+            if kind == "decision":
                 row = Row(rec)
                 if isinstance(rec.get("seq"), int):
                     live[rec["seq"]] = row
-                if flt.keeps(row):
-                    out.write(format_row(row, width, colour) + "\n")
-            elif rec.get("kind") == "outcome":
-                row_or_none = live.get(rec.get("ref", -1))
-                if row_or_none is not None and flt.keeps(row_or_none):
-                    row_or_none.outcomes.append(rec)
-                    out.write(f"{'':<16} {'':<16} ↳ {row_or_none.final:<11} {row_or_none.result}\n")
+            elif kind == "outcome":
+                row = live.get(rec.get("ref", -1))
+                if row is not None:
+                    row.outcomes.append(rec)  # before filtering: --decision once needs it
+            if row is None or not flt.keeps(row):
+                continue
+            if as_json:
+                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            elif kind == "decision" or id(row) not in shown:
+                # An outcome of a request not shown yet (it matches only now, by its answer)
+                # is shown with its request.
+                out.write(format_row(row, width, colour) + "\n")
+            else:
+                out.write(f"{'':<16} {'':<16} ↳ {row.final:<11} {row.result}\n")
+            shown.add(id(row))
             out.flush()
     except KeyboardInterrupt:
         return 0
@@ -345,7 +389,8 @@ def run_replay(path: Path, policy_file: str, flt: Filter, as_json: bool) -> int:
 
 def main_audit(args: Any) -> int:
     try:
-        path = audit_path(args.audit_log)
+        path = audit_path(getattr(args, "audit_log", None))
+        as_json = bool(getattr(args, "json", False))
         flt = make_filter(
             getattr(args, "since", None),
             getattr(args, "until", None),
@@ -355,15 +400,15 @@ def main_audit(args: Any) -> int:
         )
         sub = args.audit_command
         if sub is None:
-            return show_table(path, flt, args.json, args.follow)
+            return show_table(path, flt, as_json, args.follow)
         if sub == "summary":
-            return show_summary(path, flt, args.json, args.top)
+            return show_summary(path, flt, as_json, args.top)
         if sub == "suggest":
             return show_suggest(path, flt, args.min)
         if sub == "verify":
-            return run_verify(path, args.anchor, args.json)
+            return run_verify(path, args.anchor, as_json)
         if sub == "replay":
-            return run_replay(path, args.policy, flt, args.json)
+            return run_replay(path, args.policy, flt, as_json)
     except AuditError as exc:
         sys.stderr.write(f"gatekeeper audit: {exc}\n")
         return 1

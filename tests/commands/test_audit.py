@@ -15,13 +15,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 
+import gatekeeper.audit
 import gatekeeper.commands.audit as audit_cmd
 from gatekeeper.audit import read_records
 from gatekeeper.cli import main
@@ -449,12 +450,12 @@ def test_verify_across_rotated_files(capsys: Capsys, tmp_path: Path) -> None:
     # An edit in a rotated file is found, and named by that file.
     rotated = tmp_path / "audit.jsonl.2"
     lines = lines_of(rotated)
-    lines[1] = lines[1].replace(b'"exit":0', b'"exit":1', 1)
-    assert lines[1] != lines_of(rotated)[1]
+    victim = next(i for i, line in enumerate(lines) if b'"exit":0' in line)
+    lines[victim] = lines[victim].replace(b'"exit":0', b'"exit":1', 1)
     rotated.write_bytes(b"".join(lines))
     code, out = verify(capsys, rec.path)
     assert code == 1
-    assert f"FAILED: {rotated}:2: " in out
+    assert f"FAILED: {rotated}:{victim + 1}: " in out
 
 
 def test_verify_notes_a_torn_last_line(capsys: Capsys, log: Path) -> None:
@@ -545,11 +546,6 @@ def test_missing_log_is_one_clear_line(capsys: Capsys, tmp_path: Path, args: lis
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py: the subcommand parsers' own --audit-log/--json defaults overwrite the "
-    "values given before the subcommand (argparse copies the sub-namespace over)",
-)
 def test_audit_log_before_the_subcommand(capsys: Capsys, log: Path) -> None:
     code, out, _ = audit(capsys, "--audit-log", str(log), "summary")
     assert code == 0
@@ -568,7 +564,9 @@ def test_tail_reads_what_was_written_just_before_a_rotation(
     rec = Recorder(tmp_path / "audit.jsonl", write_policies(tmp_path), max_bytes=1500)
     try:
         rec.run("ls first")
-        tail = audit_cmd._tail(rec.path)
+        f = rec.path.open("rb")
+        f.seek(0, os.SEEK_END)
+        tail = audit_cmd._tail(rec.path, f)
         real_stat = os.stat
         armed = [True]
 
@@ -589,6 +587,84 @@ def test_tail_reads_what_was_written_just_before_a_rotation(
     finally:
         monkeypatch.undo()
         rec.close()
+
+
+def follow_in_process(
+    capsys: Capsys,
+    monkeypatch: pytest.MonkeyPatch,
+    rec: Recorder,
+    args: list[str],
+    before: Callable[[], object],
+    after: Callable[[], object],
+    records: int,
+) -> list[str]:
+    """``audit --follow`` in this process: ``before`` writes once the live file is open but
+    before the log is read, ``after`` once it was read; the tail stops after ``records``."""
+    real_read, real_tail = gatekeeper.audit.read_records, audit_cmd._tail
+
+    def read_records(path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
+        before()
+        yield from real_read(path)
+        after()
+
+    def tail(path: Path, f: IO[bytes]) -> Iterator[dict[str, Any]]:
+        gen = real_tail(path, f)  # type: ignore[arg-type]
+        try:
+            for _ in range(records):
+                yield next(gen)
+        finally:
+            gen.close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audit_cmd, "read_records", read_records)
+    monkeypatch.setattr(audit_cmd, "_tail", tail)
+    code, out, err = audit(capsys, "--follow", "--audit-log", str(rec.path), *args)
+    assert (code, err) == (0, "")
+    return out.splitlines()
+
+
+def test_follow_misses_nothing_written_while_the_log_is_read(
+    capsys: Capsys, monkeypatch: pytest.MonkeyPatch, recorder: Recorder
+) -> None:
+    recorder.run("ls one")
+    lines = follow_in_process(
+        capsys, monkeypatch, recorder, [],
+        before=lambda: recorder.run("ls two"),
+        after=lambda: recorder.run("ls three", exit_code=4),
+        records=4,
+    )  # fmt: skip
+    assert [columns(line)[1:] for line in lines[1:4]] == [
+        ("dev", "allow", "exit 0 (12 ms)", "ls one"),
+        ("dev", "allow", "exit 0 (12 ms)", "ls two"),  # in the table, not again from the tail
+        ("dev", "allow", "", "ls three"),
+    ]
+    assert lines[4].split() == ["↳", "allow", "exit", "4", "(12", "ms)"]
+
+
+def test_follow_shows_outcomes_of_runs_begun_before_and_filters_by_answer(
+    capsys: Capsys, monkeypatch: pytest.MonkeyPatch, recorder: Recorder
+) -> None:
+    ref, _, rid = recorder.decide("make deploy")  # waiting for a human when following starts
+
+    def later() -> None:
+        recorder.outcome(ref, rid, "make deploy", outcome="approved", answer="once")
+        recorder.outcome(ref, rid, "make deploy", outcome="exit", exit=0, duration_ms=5.0)
+        recorder.run("make test", answer="once")
+        recorder.run("make clean", answer="reject")
+
+    lines = follow_in_process(
+        capsys, monkeypatch, recorder, ["--decision", "once"],
+        before=lambda: None, after=later, records=7,
+    )  # fmt: skip
+    # Neither request was an "ask→once" when it was decided: each shows up with its request
+    # when the answer comes, then its exit below it.
+    assert [line.split() for line in lines[1:]] == [
+        [lines[1].split()[0], "dev", "ask→once", "make", "deploy"],
+        ["↳", "ask→once", "exit", "0", "(5", "ms)"],
+        [lines[3].split()[0], "dev", "ask→once", "make", "test"],
+        ["↳", "ask→once", "exit", "0", "(12", "ms)"],
+    ]
+    assert "make clean" not in "\n".join(lines)
 
 
 class Reader:

@@ -72,6 +72,11 @@ class Guardian:
         pid = os.fork()
         if pid == 0:  # the guardian
             os.close(w)
+            # Keep nothing of the daemon's but the pipe (not a listening socket systemd
+            # handed over, nor the audit log).
+            os.dup2(r, 3)
+            os.closerange(4, 65536)
+            r = 3
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(s, signal.SIG_IGN)
             _guardian_loop(r)

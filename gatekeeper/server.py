@@ -51,6 +51,7 @@ from gatekeeper.protocol import (
     error_reply,
     parse_request,
 )
+from gatekeeper.systemd import Notifier, inherited_socket
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +205,9 @@ def peer_credentials(sock: socket.socket) -> tuple[int | None, int | None]:
 
 
 class Daemon:
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, notifier: Notifier | None = None) -> None:
         self.config = config
+        self.notifier = notifier or Notifier("")
         self.policies: dict[str, Policy] = {}
         self.reload_error: str | None = None
         self.session: dict[str, dict[str, list[Rule]]] = {}
@@ -244,19 +246,29 @@ class Daemon:
 
     def reload(self) -> str | None:
         """Reload; on error keep the policies running and return why."""
+        self.notifier.reloading()
         try:
             policies = load_policy_dir(self.config.policy_dir)
         except GatekeeperError as exc:
             self.reload_error = str(exc)
             self._mtimes = self._scan_mtimes()
             log.error("reload failed, keeping the previous policies: %s", exc)
+            self.notifier.ready(f"reload FAILED, previous policies in use: {exc}")
             return self.reload_error
         self.policies = policies
         self._replies.clear()
         self.reload_error = None
         self._mtimes = self._scan_mtimes()
         log.info("policies reloaded: %s", ", ".join(sorted(policies)))
+        self.notifier.ready(self.summary())
         return None
+
+    def summary(self) -> str:
+        """One line for systemctl status."""
+        return (
+            f"serving {len(self.policies)} agent(s) on {self.config.socket_path}; "
+            f"{len(self.approvals.items)} pending, {len(self._executions)} running"
+        )
 
     def _scan_mtimes(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -309,6 +321,7 @@ class Daemon:
         self._server = await loop.create_unix_server(lambda: _Connection(self), sock=sock)
         self._watch_task = loop.create_task(self._watch())
         log.info("listening on %s", self.config.socket_path)
+        self.notifier.ready(self.summary())
 
     def _bind(self) -> socket.socket:
         path = self.config.socket_path
@@ -373,6 +386,7 @@ class Daemon:
             return
         self._stopped.set()
         self._stopping.set()
+        self.notifier.stopping()
         if self._server is not None:
             self._server.close()
         if self._watch_task is not None:
@@ -925,8 +939,14 @@ async def running(config: ServeConfig) -> AsyncIterator[Daemon]:
 
 
 def serve(config: ServeConfig) -> int:
-    """Run the daemon in the foreground until SIGTERM/SIGINT; exit status 0 on a clean stop."""
-    daemon = Daemon(config)
+    """Run the daemon in the foreground until SIGTERM/SIGINT; exit status 0 on a clean stop.
+
+    Under systemd it takes the socket of gatekeeper.socket (LISTEN_FDS) and reports its state
+    (NOTIFY_SOCKET).
+    """
+    if config.listen_socket is None:
+        config.listen_socket = inherited_socket()
+    daemon = Daemon(config, Notifier())
     daemon.guardian.start()
 
     async def main() -> None:

@@ -13,9 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from gatekeeper import __version__
-from gatekeeper.commands import check as check_cmd
-from gatekeeper.commands import policy as policy_cmd
 from gatekeeper.errors import BadInput, GatekeeperError
+
+# Exit statuses shared by every command (check adds 3 ask, 4 deny; see docs/cli.md).
+EXIT_ERROR = 1
+EXIT_USAGE = 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -224,6 +226,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--policy", metavar="FILE", required=True)
 
+    hook = sub.add_parser("hook", help="answer an agent's hook (Claude Code's PreToolUse)")
+    hook_sub = hook.add_subparsers(dest="hook_kind", metavar="AGENT", required=True)
+    cc = hook_sub.add_parser(
+        "claude-code",
+        help="read Claude Code's PreToolUse JSON on stdin, print its decision JSON",
+        description="Claude Code PreToolUse hook: Bash commands and Edit/Write/MultiEdit paths "
+        "are checked by the daemon; no daemon means ask. Always exits 0.",
+    )
+    cc.add_argument(
+        "--agent", metavar="NAME", help="agent (default: $GATEKEEPER_AGENT or the daemon's default)"
+    )
+    hook_sub.add_parser(
+        "opencode-plugin",
+        help="print the opencode plugin (save it as ~/.config/opencode/plugin/gatekeeper.js)",
+    )
+    cc.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="daemon socket (default: $GATEKEEPER_SOCKET or the default path)",
+    )
+
     pol = sub.add_parser("policy", help="lint or explain agent files")
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
     lint = pol_sub.add_parser("lint", help="find mistakes and risky rules; run the file's tests")
@@ -246,18 +269,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(parser, args)
     except BadInput as exc:
         sys.stderr.write(f"gatekeeper: bad input: {exc}\n")
-        return check_cmd.EXIT_ERROR
+        return EXIT_ERROR
     except GatekeeperError as exc:
         sys.stderr.write(f"gatekeeper: {exc}\n")
-        return check_cmd.EXIT_ERROR
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return check_cmd.EXIT_ERROR
+        return EXIT_ERROR
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "hook":
+        from gatekeeper.commands import hook as hook_cmd
+
+        if args.hook_kind == "opencode-plugin":
+            return hook_cmd.opencode_plugin()
+        return hook_cmd.claude_code(socket_path=args.socket, agent=args.agent)
     if args.command == "check":
+        from gatekeeper.commands import check as check_cmd
+
         if args.path is None and args.cmd is None:
             parser.error("check: give a COMMAND, '-' to read it from stdin, or --path PATH")
         if args.path is not None and args.cmd is not None:
@@ -323,11 +354,13 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         return status_cmd.run(socket_path=args.socket, as_json=args.json)
     if args.command == "policy":
+        from gatekeeper.commands import policy as policy_cmd
+
         if args.policy_command == "lint":
             return policy_cmd.lint(files=args.files, strict=args.strict, as_json=args.json)
         if args.policy_command == "explain":
             return policy_cmd.explain(file=args.file)
         parser.parse_args(["policy", "--help"])
-        return check_cmd.EXIT_USAGE
+        return EXIT_USAGE
     parser.print_help()
-    return check_cmd.EXIT_USAGE
+    return EXIT_USAGE

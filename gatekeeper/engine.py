@@ -127,10 +127,6 @@ def _reason(final: Action, parts: tuple[PartDecision, ...]) -> str:
     """One line naming the parts that made the decision what it is."""
     if not parts:
         return "ask: nothing to decide"
-    if final == "allow":
-        if len(parts) == 1:
-            return f"allow: `{_short(parts[0].subject)}`: {parts[0].explain()}"
-        return f"allow: all {len(parts)} parts are allowed"
     deciding = [p for p in parts if p.decision == final]
     shown = "; ".join(f"`{_short(p.subject)}`: {p.explain()}" for p in deciding[:3])
     more = f" (and {len(deciding) - 3} more)" if len(deciding) > 3 else ""

@@ -96,6 +96,7 @@ class Check(Request):
     permission: str | None
     path: str | None
     cwd: str | None
+    wait: bool = False  # on ask: wait for a human's answer (extension)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,7 @@ def parse_request(line: bytes) -> Request:
             permission,
             path,
             _text(obj, "cwd", rid, required=False),
+            bool(_field(obj, "wait", bool, rid, required=False)),
         )
     if op == "run":
         env = _field(obj, "env", dict, rid, required=False)

@@ -449,6 +449,19 @@ class Daemon:
             conn.write(exc.reply())
             return
         try:
+            if isinstance(req, Check) and req.wait:
+                if req.id in conn.runs:
+                    raise ProtocolError(
+                        "bad_request", f"a request with id {req.id!r} is waiting", req.id
+                    )
+                wait_state = _RunState(req.id)
+                conn.runs[req.id] = wait_state
+                waiter = asyncio.get_running_loop().create_task(
+                    self._check_and_wait(conn, req, wait_state)
+                )
+                conn.tasks.add(waiter)
+                waiter.add_done_callback(conn.tasks.discard)
+                return
             if isinstance(req, Run):
                 if req.id in conn.runs:
                     raise ProtocolError(
@@ -524,6 +537,21 @@ class Daemon:
         return os.environ.get("HOME")
 
     def _check(self, conn: _Conn, req: Check) -> bytes:
+        policy, _cwd, _subject, _decision, body, _ref = self._decide_check(conn, req)
+        return (
+            b'{"id":'
+            + encode_id(req.id)
+            + b',"agent":'
+            + encode_id(policy.name)
+            + b","
+            + body[1:]
+            + b"\n"
+        )
+
+    def _decide_check(
+        self, conn: _Conn, req: Check
+    ) -> tuple[Policy, str, str, Decision, bytes, int | None]:
+        """Decide and record a check: (policy, cwd, subject, decision, its JSON, audit seq)."""
         policy = self.policy_for(req.agent, req.id)
         cwd = req.cwd or self._client_cwd(conn, req.id)
         if not cwd.startswith("/"):
@@ -563,16 +591,65 @@ class Daemon:
             record.update(path=req.path, permission=req.permission)
         else:
             record["command"] = subject
-        self._record(conn, req.id, record, body)
-        return (
-            b'{"id":'
-            + encode_id(req.id)
-            + b',"agent":'
-            + encode_id(policy.name)
-            + b","
-            + body[1:]
-            + b"\n"
-        )
+        ref = self._record(conn, req.id, record, body)
+        return policy, cwd, subject, decision, body, ref
+
+    async def _check_and_wait(self, conn: _Conn, req: Check, state: _RunState) -> None:
+        """A check that, on ask, waits for a human like a run does (for plugins that can only
+        allow or block, such as opencode's tool.execute.before)."""
+        try:
+            policy, cwd, subject, decision, body, ref = self._decide_check(conn, req)
+            state.ref = ref
+            if decision.decision != "ask":
+                conn.write_raw(
+                    b'{"id":'
+                    + encode_id(req.id)
+                    + b',"agent":'
+                    + encode_id(policy.name)
+                    + b","
+                    + body[1:]
+                    + b"\n"
+                )
+                return
+            answer = await self._ask(conn, req, state, policy, decision, cwd, subject)
+            approved = answer.answer in ("once", "always")
+            by = "human" if answer.answer in ("once", "always", "reject") else answer.answer
+            reason = self._answer_reason(answer)
+            self._record(conn, req.id, {
+                "kind": "outcome", "op": "check", "ref": ref, "agent": policy.name,
+                "cwd": cwd, "command" if req.path is None else "path": subject,
+                "outcome": "approved" if approved else "blocked", "decided_by": by,
+                "answer": answer.answer, "pattern": answer.pattern, "message": answer.message,
+            })  # fmt: skip
+            final: dict[str, Any] = {
+                "id": req.id,
+                "agent": policy.name,
+                **decision.to_json(),
+                "decision": "allow" if approved else "deny",
+                "reason": reason,
+                "by": by,
+            }
+            if answer.message and answer.answer == "reject":
+                final["message"] = answer.message
+            conn.write(final)
+        except ProtocolError as exc:
+            conn.write(exc.reply())
+        except Exception:
+            log.exception("internal error in a waiting check %r", req.id)
+            conn.write(error_reply(req.id, "internal", "internal error; see the daemon log"))
+        finally:
+            conn.runs.pop(req.id, None)
+
+    def _answer_reason(self, answer: HumanAnswer) -> str:
+        if answer.answer == "once":
+            return "approved once by a human"
+        if answer.answer == "always":
+            return f"approved always ({answer.pattern}) by a human"
+        return {
+            "reject": "rejected by a human",
+            "timeout": f"nobody answered within {self.config.approval_timeout:g} s",
+            "cancelled": answer.message or "cancelled",
+        }.get(answer.answer, answer.answer)
 
     def _client_cwd(self, conn: _Conn, rid: Any) -> str:
         if conn.pid:
@@ -735,17 +812,9 @@ class Daemon:
             await self._blocked(conn, rid, decision.reason, None, "policy")
             return
         if decision.decision == "ask":
-            answer = await self._ask(conn, req, state, policy, decision)
+            answer = await self._ask(conn, req, state, policy, decision, req.cwd, req.command)
             approved = answer.answer in ("once", "always")
-            if approved:
-                how = "once" if answer.answer == "once" else f"always ({answer.pattern})"
-                reason = f"approved {how} by a human"
-            else:
-                reason = {
-                    "reject": "rejected by a human",
-                    "timeout": f"nobody answered within {self.config.approval_timeout:g} s",
-                    "cancelled": answer.message or "cancelled",
-                }.get(answer.answer, answer.answer)
+            reason = self._answer_reason(answer)
             self._outcome(
                 conn, rid, req, policy.name, ref,
                 outcome="approved" if approved else "blocked",
@@ -786,13 +855,20 @@ class Daemon:
         await self._execute(conn, req, state, env, policy.name)
 
     async def _ask(
-        self, conn: _Conn, req: Run, state: _RunState, policy: Policy, decision: Decision
+        self,
+        conn: _Conn,
+        req: Run | Check,
+        state: _RunState,
+        policy: Policy,
+        decision: Decision,
+        cwd: str,
+        subject: str,
     ) -> HumanAnswer:
         first_ask = next((p for p in decision.parts if p.decision == "ask"), None)
         item = self.approvals.add(
             agent=policy.name,
-            cwd=req.cwd,
-            command=req.command,
+            cwd=cwd,
+            command=subject,
             decision=decision,
             client_pid=conn.pid,
             client_name=conn.name,

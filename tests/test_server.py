@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import stat
 import subprocess
@@ -551,3 +552,39 @@ def test_a_refused_ask_gets_a_decision_before_blocked(env_dir: Path) -> None:
             ("blocked", "deny"),
         ]
         assert events[2]["by"] == "timeout"
+
+
+def test_check_with_wait_returns_the_humans_answer(daemon: ThreadDaemon, env_dir: Path) -> None:
+    c = connect(daemon)
+    c.send(id="w", op="check", command="echo hi", cwd=str(env_dir), wait=True)
+    assert c.recv()["decision"] == "allow"  # nothing to wait for
+    # The requester is another process (as a plugin would be); this test is the approver.
+    code = (
+        "import json,sys\n"
+        "from gatekeeper.client import Client\n"
+        "c = Client(sys.argv[1])\n"
+        "rid = c.send('check', command='touch x', cwd=sys.argv[2], wait=True)\n"
+        "while True:\n"
+        "    m = c.receive_for(rid)\n"
+        "    if m.get('event') != 'waiting':\n"
+        "        print(json.dumps(m)); break\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(daemon.config.socket_path), str(env_dir)],
+        stdout=subprocess.PIPE,
+    )
+    approve(daemon, "reject", message="not now")
+    out, _ = proc.communicate(timeout=20)
+    final = json.loads(out)
+    assert (final["decision"], final["by"], final["message"]) == ("deny", "human", "not now")
+    assert "rejected by a human" in final["reason"]
+
+
+def test_cancel_ends_a_waiting_check(daemon: ThreadDaemon, env_dir: Path) -> None:
+    c = connect(daemon)
+    c.send(id="w", op="check", command="touch y", cwd=str(env_dir), wait=True)
+    assert c.recv()["event"] == "waiting"
+    c.send(id="c", op="cancel", target="w")
+    msgs = [c.recv(), c.recv()]
+    final = next(m for m in msgs if m.get("id") == "w")
+    assert (final["decision"], final["by"]) == ("deny", "cancelled")

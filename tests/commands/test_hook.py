@@ -1,0 +1,224 @@
+"""Agent integrations against a real daemon: Claude Code's hook, opencode's plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatekeeper.client import Client
+from tests.daemon_util import TEST_AGENT, make_policy_dir, short_dir, subprocess_daemon
+
+AGENT = TEST_AGENT.replace(
+    '  edit:\n    "*": ask\n', '  edit:\n    "*": ask\n    "docs/*": allow\n'
+)
+PLUGIN = Path(__file__).resolve().parents[2] / "gatekeeper" / "integrations" / "opencode-plugin.js"
+
+
+@pytest.fixture
+def where() -> Iterator[Path]:
+    d = short_dir()
+    yield d
+    subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+@pytest.fixture
+def daemon(where: Path) -> Iterator[Path]:
+    sock = where / "s.sock"
+    config = where / "config.toml"
+    # The test process answers approvals itself and has no terminal in CI.
+    config.write_text("[serve]\napprovers_need_tty = false\n")
+    with subprocess_daemon(
+        sock, make_policy_dir(where, AGENT), "--config", str(config), "--approval-timeout", "20"
+    ):
+        yield sock
+
+
+def payload(tool: str, tool_input: dict[str, Any], cwd: Path) -> dict[str, Any]:
+    """The shape Claude Code sends to a PreToolUse command hook."""
+    return {
+        "session_id": "abc123",
+        "transcript_path": str(cwd / "transcript.jsonl"),
+        "cwd": str(cwd),
+        "permission_mode": "default",
+        "hook_event_name": "PreToolUse",
+        "tool_name": tool,
+        "tool_input": tool_input,
+        "tool_use_id": "toolu_01ABC",
+    }
+
+
+def hook(sock: Path, body: bytes | dict[str, Any], *args: str) -> tuple[int, dict[str, Any] | None]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    proc = subprocess.run(
+        [sys.executable, "-m", "gatekeeper", "hook", "claude-code", "--socket", str(sock), *args],
+        input=data,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    out = proc.stdout.decode().strip()
+    return proc.returncode, (json.loads(out) if out else None)
+
+
+def decision(result: dict[str, Any] | None) -> tuple[str, str]:
+    assert result is not None
+    inner = result["hookSpecificOutput"]
+    assert inner["hookEventName"] == "PreToolUse"
+    return inner["permissionDecision"], inner["permissionDecisionReason"]
+
+
+@pytest.mark.parametrize(
+    ("command", "expected", "named"),
+    [
+        ("echo hello && pwd", "allow", 'rule "echo *" → allow (tester.md:5)'),
+        ("echo hi; rm -rf build", "deny", 'rule "rm *" → deny'),
+        ("echo $(rm -rf ~)", "deny", 'rule "rm *" → deny'),
+        ("touch notes.txt", "ask", 'rule "*" → ask (tester.md:4)'),
+    ],
+)
+def test_bash_commands(daemon: Path, where: Path, command: str, expected: str, named: str) -> None:
+    code, result = hook(daemon, payload("Bash", {"command": command, "description": "x"}, where))
+    got, reason = decision(result)
+    assert (code, got) == (0, expected)
+    assert named in reason
+
+
+@pytest.mark.parametrize(
+    ("tool", "tool_input", "expected"),
+    [
+        ("Edit", {"file_path": "docs/guide.md", "old_string": "a", "new_string": "b"}, "allow"),
+        ("Edit", {"file_path": "src/app.py", "old_string": "a", "new_string": "b"}, "ask"),
+        ("MultiEdit", {"file_path": "docs/x.md", "edits": []}, "allow"),
+        ("Write", {"file_path": "docs/new.md", "content": "hi"}, "allow"),
+        ("Write", {"file_path": "/etc/passwd", "content": "x"}, "ask"),
+    ],
+)
+def test_edits_by_path(
+    daemon: Path, where: Path, tool: str, tool_input: dict[str, Any], expected: str
+) -> None:
+    if not tool_input["file_path"].startswith("/"):
+        tool_input = {**tool_input, "file_path": str(where / tool_input["file_path"])}
+    _, result = hook(daemon, payload(tool, tool_input, where))
+    assert decision(result)[0] == expected
+
+
+def test_other_tools_get_no_opinion(daemon: Path, where: Path) -> None:
+    code, result = hook(daemon, payload("Read", {"file_path": str(where / "a")}, where))
+    assert (code, result) == (0, None)
+
+
+def test_no_daemon_means_ask(where: Path) -> None:
+    code, result = hook(where / "nobody.sock", payload("Bash", {"command": "ls"}, where))
+    got, reason = decision(result)
+    assert (code, got) == (0, "ask")
+    assert "no gatekeeper daemon" in reason
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1,2]", "not a JSON object"),
+        (json.dumps({"tool_name": "Bash", "tool_input": {}}).encode(), "without a command"),
+    ],
+)
+def test_bad_payloads_mean_ask(daemon: Path, body: bytes, why: str) -> None:
+    code, result = hook(daemon, body)
+    got, reason = decision(result)
+    assert (code, got) == (0, "ask")
+    assert why in reason
+
+
+def test_unknown_agent_means_ask(daemon: Path, where: Path) -> None:
+    _, result = hook(daemon, payload("Bash", {"command": "ls"}, where), "--agent", "nobody")
+    got, reason = decision(result)
+    assert got == "ask"
+    assert "unknown_agent" in reason
+
+
+# -- opencode ----------------------------------------------------------------------------
+
+
+def node() -> str:
+    path = shutil.which("node")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is missing in CI")
+        pytest.skip("node is not installed")
+    return path
+
+
+def run_plugin(where: Path, sock: Path, tool: str, args: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """Call the plugin's tool.execute.before hook the way opencode does, in node."""
+    plugin = where / "gatekeeper.mjs"
+    plugin.write_bytes(PLUGIN.read_bytes())
+    script = (
+        f"import {{ GatekeeperPlugin }} from {json.dumps(plugin.as_uri())};\n"
+        f"const hooks = await GatekeeperPlugin({{ directory: {json.dumps(str(where))} }});\n"
+        f"const output = {{ args: {json.dumps(args)} }};\n"
+        "try {\n"
+        f"  await hooks['tool.execute.before']({{ tool: {json.dumps(tool)}, sessionID: 's', "
+        "callID: 'c' }, output);\n"
+        "  console.log('PASSED');\n"
+        "} catch (e) { console.log('BLOCKED ' + e.message); }\n"
+    )
+    return subprocess.Popen(
+        [node(), "--input-type=module", "-e", script],
+        env={**os.environ, "GATEKEEPER_SOCKET": str(sock)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def plugin_result(proc: subprocess.Popen[bytes]) -> str:
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode().strip()
+
+
+def test_opencode_plugin_allows_and_blocks(daemon: Path, where: Path) -> None:
+    assert plugin_result(run_plugin(where, daemon, "bash", {"command": "echo hi"})) == "PASSED"
+    blocked = plugin_result(run_plugin(where, daemon, "bash", {"command": "echo `rm -rf x`"}))
+    assert blocked.startswith("BLOCKED gatekeeper blocked this: deny")
+    assert "rm -rf x" in blocked
+    edit = {"filePath": str(where / "docs" / "a.md"), "oldString": "a", "newString": "b"}
+    assert plugin_result(run_plugin(where, daemon, "edit", edit)) == "PASSED"
+    assert plugin_result(run_plugin(where, daemon, "read", {"filePath": "x"})) == "PASSED"
+
+
+def test_opencode_plugin_waits_for_a_human(daemon: Path, where: Path) -> None:
+    proc = run_plugin(where, daemon, "bash", {"command": "touch approved"})
+    with Client(daemon) as c:
+        deadline = time.monotonic() + 20
+        pending: list[dict[str, Any]] = []
+        while not pending and time.monotonic() < deadline:
+            pending = c.pending()
+            time.sleep(0.05)
+        assert pending[0]["command"] == "touch approved"
+        c.answer(pending[0]["request"], "once")
+    assert plugin_result(proc) == "PASSED"
+    second = run_plugin(where, daemon, "bash", {"command": "touch rejected"})
+    with Client(daemon) as c:
+        deadline = time.monotonic() + 20
+        pending = []
+        while not pending and time.monotonic() < deadline:
+            pending = c.pending()
+            time.sleep(0.05)
+        c.answer(pending[0]["request"], "reject", message="not in the repo root")
+    result = plugin_result(second)
+    assert result.startswith("BLOCKED gatekeeper blocked this: rejected by a human")
+    assert result.endswith("not in the repo root")
+
+
+def test_opencode_plugin_without_daemon_blocks(where: Path) -> None:
+    result = plugin_result(run_plugin(where, where / "none.sock", "bash", {"command": "ls"}))
+    assert result.startswith("BLOCKED gatekeeper: no daemon at")

@@ -538,15 +538,7 @@ class Daemon:
 
     def _check(self, conn: _Conn, req: Check) -> bytes:
         policy, _cwd, _subject, _decision, body, _ref = self._decide_check(conn, req)
-        return (
-            b'{"id":'
-            + encode_id(req.id)
-            + b',"agent":'
-            + encode_id(policy.name)
-            + b","
-            + body[1:]
-            + b"\n"
-        )
+        return _decision_reply(req.id, policy.name, body)
 
     def _decide_check(
         self, conn: _Conn, req: Check
@@ -601,15 +593,7 @@ class Daemon:
             policy, cwd, subject, decision, body, ref = self._decide_check(conn, req)
             state.ref = ref
             if decision.decision != "ask":
-                conn.write_raw(
-                    b'{"id":'
-                    + encode_id(req.id)
-                    + b',"agent":'
-                    + encode_id(policy.name)
-                    + b","
-                    + body[1:]
-                    + b"\n"
-                )
+                conn.write_raw(_decision_reply(req.id, policy.name, body))
                 return
             answer = await self._ask(conn, req, state, policy, decision, cwd, subject)
             approved = answer.answer in ("once", "always")
@@ -994,6 +978,19 @@ class Daemon:
             killed=execution.killed_by if not timed_out else None,
         )  # fmt: skip
         await conn.send(body)
+
+
+def _decision_reply(rid: Any, agent: str, decision_json: bytes) -> bytes:
+    """A check reply line from the encoded decision: only the id and agent are added."""
+    return (
+        b'{"id":'
+        + encode_id(rid)
+        + b',"agent":'
+        + encode_id(agent)
+        + b","
+        + decision_json[1:]
+        + b"\n"
+    )
 
 
 def _daemon_env() -> dict[str, str]:

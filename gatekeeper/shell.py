@@ -40,6 +40,7 @@ MAX_NESTING = 100  # statements inside statements (keeps the walk far from Pytho
 MAX_CWDS = 8
 
 _LANGUAGE = Language(tree_sitter_bash.language())
+_UNPARSABLE = re.compile("[\U00040000-\U0010ffff]")
 
 
 def _names(text: str) -> frozenset[str]:
@@ -343,6 +344,12 @@ class _Walker:
         if len(text.encode("utf-8", "surrogateescape")) > MAX_COMMAND_BYTES:
             self.unsure(text[:200], f"longer than {MAX_COMMAND_BYTES} bytes: not checked")
             return None
+        if _UNPARSABLE.search(text):
+            # tree-sitter-bash 0.25 reads out of bounds (and may crash the process) on code
+            # points from plane 4 up after `{`, `$` …; no assigned character lives there but
+            # tag characters and private use. Never parsed: ask.
+            self.unsure(text[:200], "characters beyond U+3FFFF: not parsed")
+            return None
         data = text.encode("utf-8", "surrogateescape")
         tree = Parser(_LANGUAGE).parse(data)
         for _ in range(4):
@@ -425,6 +432,10 @@ class _Walker:
         ):
             return self.compound(node, cwds, depth)
         if t == "function_definition":
+            for c in node.named_children:
+                if c.type in ("file_redirect", "heredoc_redirect", "herestring_redirect"):
+                    # applied on every call of the function: decided as if it ran now
+                    self.redirect(c, None, cwds, depth)
             body = node.child_by_field_name("body")
             if body is not None:
                 _, after = self.stmt(body, cwds, depth + 1)
@@ -515,8 +526,16 @@ class _Walker:
         # Bodies of if/while/for/case may run or not, once or many times: every directory
         # they may change to is possible afterwards.
         every = cwds
+        if node.type == "c_style_for_statement" and not _counting_loop(node):
+            self.unsure(_text(node)[:200], "arithmetic on values that may hold code")
         for c in node.named_children:
-            if c.type in _STATEMENTS:
+            if c.type in ("variable_assignment", "variable_assignments") and (
+                node.type != "c_style_for_statement"
+            ):
+                # `if PATH=/x; then …` or `while …; do PATH=/x; done`: a standalone assignment
+                _, after = self.stmt(c, every, depth)
+                every = _union(every, after)
+            elif c.type in _STATEMENTS:
                 _, after = self.stmt(c, every, depth)
                 every = _union(every, after)
             else:
@@ -1165,9 +1184,132 @@ class _Walker:
                 continue
             if test_context and t == "raw_string" and re.search(r"[\[`$]", _text(n)):
                 self.unsure(_text(n), "quoted text a test may evaluate as code")
+            if t == "expansion":
+                self.parameter_expansion(n, cwds, depth)
+            elif t in ("arithmetic_expansion", "subscript"):
+                self.arithmetic(n)
+            elif test_context and t in ("binary_expression", "unary_expression"):
+                self.test_operands(n)
             if t == "ERROR":
                 self.unsure(_text(n)[:200], "bash syntax gatekeeper cannot parse with confidence")
             stack.extend(reversed(n.children))
+
+    def parameter_expansion(self, n: Node, cwds: Cwds, depth: int) -> None:
+        """``${…}``: find what bash evaluates as code that tree-sitter leaves as plain text.
+
+        tree-sitter reads the operand of ``${x#…}``, ``${x%…}``, ``${x/…}``, ``${x^…}``,
+        ``${x,,…}``, ``${x?…}``, ``${x:=…}`` … as one opaque word, regex or raw string, and
+        backticks inside ``${…}`` are never parsed; bash expands them all (inside double quotes
+        even between single quotes). Such text is walked again as code and never allowed.
+        """
+        text = _text(n)
+        if re.search(r"@P\}$", text):
+            self.unsure(text, "${…@P} runs a variable's value as a prompt: it may hold code")
+        if text.startswith("${!") and not re.match(
+            r"^\$\{![A-Za-z_][A-Za-z0-9_]*(\[[@*]\]|[@*])\}$", text
+        ):
+            self.unsure(text, "${!…} uses a variable's value as a name: it may hold code")
+        assigned = re.match(r"^\$\{([A-Za-z_][A-Za-z0-9_]*):?=", text)
+        if assigned and assigned.group(1) not in HARMLESS_VARS:
+            # `${CDPATH:=/}` sets a variable for the rest of the line, as `CDPATH=/` would
+            self.unsure(text, f"sets {assigned.group(1)} for the rest of the line")
+        m = re.match(r"^\$\{#?[A-Za-z_0-9]+(\[[^]]*\])?:([^-=?+].*)\}$", text, re.S)
+        if m and re.search(r"[A-Za-z_$`]", m.group(2)):
+            self.unsure(text, "a substring offset is arithmetic on values that may hold code")
+        stack = list(n.children)
+        while stack:
+            c = stack.pop()
+            if c.type in ("command_substitution", "process_substitution", "expansion"):
+                continue  # walked by scan as what they are
+            if c.child_count == 0 and c.is_named:
+                leaf = _text(c)
+                if re.search(r"`|\$\(|\$\[|[<>]\(", leaf):
+                    self.unsure(text[:200], "substitution inside ${…} gatekeeper cannot parse")
+                    body = leaf[1:-1] if c.type == "raw_string" else leaf
+                    self.source(": " + body, cwds, depth + 1)
+            stack.extend(c.children)
+
+    def arithmetic(self, n: Node) -> None:
+        """Arithmetic (``$((…))``, ``$[…]``, array subscripts) evaluates a variable's value as
+        an expression, and ``a[$(cmd)]`` inside that value runs cmd: only literals are sure."""
+        if n.type == "subscript":
+            index = n.child_by_field_name("index")
+            if index is None or re.match(r"^([0-9]+|[@*])$", _text(index)):
+                return
+            what = index
+        else:
+            what = n
+        if _only_literal_arithmetic(what):
+            return
+        self.unsure(_text(n)[:200], "arithmetic on values that may hold code")
+
+    def test_operands(self, n: Node) -> None:
+        """``[[ a -eq b ]]`` evaluates both sides as arithmetic; ``[[ -v $x ]]`` a subscript."""
+        op = n.child_by_field_name("operator")
+        if op is None or _inside_single_bracket_test(n):
+            return
+        if _text(op) in _ARITH_TEST_OPS or _text(op) == "-v":
+            for c in n.named_children:
+                if c.id == op.id:
+                    continue
+                if _text(op) == "-v" and c.type == "word" and "[" not in _text(c):
+                    continue
+                if not re.match(r"^-?[0-9]+$", _text(c)):
+                    self.unsure(_text(n)[:200], "a test evaluates values that may hold code")
+                    return
+
+
+_ARITH_TEST_OPS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
+_LITERAL_ARITH = frozenset(
+    {"number", "binary_expression", "unary_expression", "ternary_expression",
+     "parenthesized_expression"}
+)  # fmt: skip
+
+
+def _only_literal_arithmetic(node: Node) -> bool:
+    stack = list(node.named_children) if node.type == "arithmetic_expansion" else [node]
+    while stack:
+        c = stack.pop()
+        if c.type not in _LITERAL_ARITH:
+            return False
+        stack.extend(c.named_children)
+    return True
+
+
+def _counting_loop(node: Node) -> bool:
+    """``for ((i=0; i<3; i++))``: its variables start as literal numbers and the body does
+    not name them except as ``$i``/``${i}`` (``read i`` there would make ``i<3`` run code)."""
+    header = [c for c in node.named_children if c.type not in _STATEMENTS]
+    body = node.child_by_field_name("body")
+    literal: set[str] = set()
+    names: set[str] = set()
+    for c in header:
+        stack = [c]
+        while stack:
+            n = stack.pop()
+            if n.type == "variable_assignment":
+                name, value = n.child_by_field_name("name"), n.child_by_field_name("value")
+                if name is None or value is None or value.type != "number":
+                    return False
+                literal.add(_text(name))
+                names.add(_text(name))
+                continue
+            if n.type in ("variable_name", "word"):
+                names.add(_text(n))
+            elif n.type not in _LITERAL_ARITH and n.type != "postfix_expression":
+                return False
+            stack.extend(n.named_children)
+    if not names <= literal or not all(re.search("[a-z]", n) for n in names):
+        return False  # (PATH, IFS, HOME … are upper case: `for ((PATH=0;;))` changes PATH)
+    body_text = _text(body) if body is not None else ""
+    return not any(re.search(rf"(?<![$\w{{])\b{re.escape(name)}\b", body_text) for name in names)
+
+
+def _inside_single_bracket_test(node: Node) -> bool:
+    p = node.parent
+    while p is not None and p.type != "test_command":
+        p = p.parent
+    return p is not None and bool(p.children) and p.children[0].type == "["
 
 
 _STATEMENTS = _names(

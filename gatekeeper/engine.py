@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -76,6 +76,9 @@ class Decision(NamedTuple):
 def _stricter(a: Action, b: Action) -> Action:
     return a if STRICTNESS[a] >= STRICTNESS[b] else b
 
+
+# Something that turns (command, cwd, home) into an Analysis, raising BadInput on bad input.
+Analyser = Callable[[str | bytes, str, str | None], Analysis]
 
 # Rules a human added with "always" for the daemon's lifetime: permission → allow rules.
 Session = Mapping[str, RuleSet]
@@ -162,13 +165,16 @@ def decide_command(
     *,
     session: Session | None = None,
     env: Mapping[str, str] | None = None,
+    analyser: Analyser | None = None,
 ) -> Decision:
     """Decide a shell command line run in ``cwd`` (the project root) under ``policy``.
 
     ``env``, when given, is the environment the command will run with: variables that change
-    how bash itself runs make the decision ask (see :func:`env_parts`).
+    how bash itself runs make the decision ask (see :func:`env_parts`). ``analyser`` replaces
+    the in-process :func:`analyse_command` (the daemon analyses in a separate process, so that
+    a crash of the C parser cannot take it down).
     """
-    analysis = analyse_command(command, cwd, home)
+    analysis = (analyser or analyse_command)(command, cwd, home)
     parts = analysis.parts + (env_parts(env) if env is not None else ())
     lookup = policy.lookup
     decided: list[PartDecision] = []

@@ -90,6 +90,10 @@ class Guardian:
         with contextlib.suppress(OSError):
             os.write(self._fd, line.encode() + b"\n")
 
+    def expect(self, marker: str) -> None:
+        """Before a run starts: if the daemon dies now, find its processes by this marker."""
+        self._send(f"? {marker}")
+
     def watch(self, pgid: int, marker: str) -> None:
         self._send(f"+ {pgid} {marker}")
 
@@ -110,6 +114,7 @@ class Guardian:
 
 def _guardian_loop(fd: int) -> None:  # pragma: no cover - runs in the forked child
     live: dict[int, str] = {}
+    expected: set[str] = set()
     buf = b""
     while True:
         try:
@@ -124,13 +129,20 @@ def _guardian_loop(fd: int) -> None:  # pragma: no cover - runs in the forked ch
             words = line.decode(errors="replace").split()
             if words == ["exit"]:
                 return
-            if len(words) == 3 and words[0] == "+":
+            if len(words) == 2 and words[0] == "?":
+                expected.add(words[1])
+            elif len(words) == 3 and words[0] == "+":
                 live[int(words[1])] = words[2]
+                expected.discard(words[2])
             elif len(words) == 2 and words[0] == "-":
                 live.pop(int(words[1]), None)
     # The daemon is gone without saying goodbye: nothing it started may outlive it.
     for pgid, marker in live.items():
         kill_tree(pgid, [marker])
+    if expected:  # runs that were starting: known only by their marker
+        for proc in _marked(expected):
+            with contextlib.suppress(psutil.Error, OSError):
+                proc.kill()
 
 
 def split_utf8(data: bytes) -> tuple[str | None, bytes]:

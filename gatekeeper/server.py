@@ -30,6 +30,7 @@ from typing import Any
 import psutil
 
 from gatekeeper import __version__
+from gatekeeper.analysis_worker import IsolatedAnalyser
 from gatekeeper.approval import Approvals, HumanAnswer, approver_refusal
 from gatekeeper.audit import AuditError, AuditLog, FsyncPolicy
 from gatekeeper.engine import Decision, Session, decide_command, decide_path
@@ -208,6 +209,9 @@ class Daemon:
     def __init__(self, config: ServeConfig, notifier: Notifier | None = None) -> None:
         self.config = config
         self.notifier = notifier or Notifier("")
+        # Commands are parsed in a worker process: a parser crash costs one "ask", not the
+        # daemon.
+        self.analyser = IsolatedAnalyser()
         self.policies: dict[str, Policy] = {}
         self.reload_error: str | None = None
         self.session: dict[str, dict[str, list[Rule]]] = {}
@@ -409,6 +413,7 @@ class Daemon:
                 self.config.socket_path.unlink()
         if self.audit is not None:
             self.audit.close()
+        self.analyser.close()
 
     # -- connections --------------------------------------------------------------------------
 
@@ -562,7 +567,9 @@ class Daemon:
                         policy, req.permission or "edit", req.path, cwd, home, session=session
                     )
                 else:
-                    decision = decide_command(policy, subject, cwd, home, session=session)
+                    decision = decide_command(
+                        policy, subject, cwd, home, session=session, analyser=self.analyser
+                    )
             except BadInput as exc:
                 raise ProtocolError("bad_request", str(exc), req.id) from None
             # The decision is a pure function of these immutable values (a reload or an
@@ -778,6 +785,7 @@ class Daemon:
                 self._home(env),
                 session=self._session_sets.get(policy.name),
                 env=env,
+                analyser=self.analyser,
             )
         except BadInput as exc:
             raise ProtocolError("bad_request", str(exc), rid) from None
@@ -898,6 +906,7 @@ class Daemon:
         marker = f"{os.getpid()}-{next(self._markers)}"
         stdin = req.stdin
         began = time.monotonic()
+        self.guardian.expect(marker)
         try:
             execution = await start_process(req.command, req.cwd, env, stdin, marker)
         except OSError as exc:

@@ -202,12 +202,17 @@ def decode_ansi_c(body: str) -> str | None:
         elif nxt == "c":
             if i + 2 >= n:
                 return None
-            out.append(chr(ord(body[i + 2]) & 0x1F))
+            ch = body[i + 2]
+            # bash's TOCTRL: \c? is DEL, anything else is its upper case ANDed with 0x1f.
+            out.append("\x7f" if ch == "?" else chr(ord(ch.upper()[0]) & 0x1F))
             i += 3
         else:
             out.append("\\" + nxt)
             i += 2
-    return "".join(out)
+    decoded = "".join(out)
+    # bash ends a $'…' string at its first NUL: $'rm\c@xyz' is "rm".
+    nul = decoded.find("\x00")
+    return decoded if nul < 0 else decoded[:nul]
 
 
 _DQ_ESCAPES = frozenset('$`"\\\n')

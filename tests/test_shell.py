@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -768,3 +769,14 @@ def test_code_points_that_crash_tree_sitter_are_not_parsed(cp: int) -> None:
         assert never_allowed("a{" + chr(cp))
         assert never_allowed(f"bash -c $'a{{\\U{cp:08x}'")
     assert not never_allowed("git commit -m 'fix \U0001f389'")
+
+
+def test_ansi_c_strings_end_at_nul_as_in_bash(tmp_path: Path) -> None:
+    from gatekeeper.engine import decide_command
+    from gatekeeper.policy import load_policy_file
+
+    agent = tmp_path / "a.md"
+    agent.write_text('---\npermission:\n  bash:\n    "*": ask\n    "rm *": deny\n---\n')
+    policy = load_policy_file(agent)
+    for command in ("$'rm\\c@xyz' -rf /", "$'rm\\0junk' -rf x", "$'rm\\x00' -rf x"):
+        assert decide_command(policy, command, "/proj").decision == "deny", command

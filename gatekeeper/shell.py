@@ -464,6 +464,9 @@ class _Walker:
                     if name not in HARMLESS_VARS and keyword != "local":
                         # `export PATH=…` changes what every later command is.
                         floor, note = "ask", f"sets {name or 'an array element'}"
+            arith = arithmetic_evaluation(keyword, words)
+            if arith is not None:
+                floor, note = "ask", arith
             subject = " ".join([keyword, *(w.text for w in words)])
             self.emit(Part("bash", subject, floor, note))
             return cwds, cwds
@@ -730,6 +733,10 @@ class _Walker:
             if floor != "allow":
                 self.emit(Part("bash", subject, floor, "; ".join(notes)))
             return self.change_directory(cmd, words[1:], cwds)
+        arith = arithmetic_evaluation(cmd, words[1:])
+        if arith is not None:
+            floor = "ask"
+            notes.append(arith)
         self.emit(Part("bash", subject, floor, "; ".join(notes) or None, variants))
         if cmd in FILE_COMMANDS:
             self.path_arguments(cmd, words[1:], cwds)
@@ -1402,6 +1409,48 @@ def _join_continuations(data: bytes, root: Node) -> bytes | None:
 
 def _may_match_dotdot(component: str) -> bool:
     return component.startswith(".") and bool(re.search(r"[*?\[]", component))
+
+
+_DECLARATIONS = frozenset({"declare", "typeset", "local", "export", "readonly"})
+
+
+def arithmetic_evaluation(cmd: str, args: Sequence[Word]) -> str | None:
+    """Why a builtin may run code hidden in a value, or None.
+
+    bash evaluates array subscripts and integer values as arithmetic, and arithmetic runs
+    command substitutions inside the value: ``let 'x=a[$(rm -rf ~)]'`` runs rm. Checked with
+    real bash: let, declare -i, a declared or printf -v'd name with a subscript, test -v with a
+    subscript. (read -a and unset do not evaluate the subscript.)
+    """
+    def subscripted(w: Word) -> bool:
+        return not w.static or "[" in w.text
+
+    if cmd == "let":
+        return "let evaluates arithmetic, and a value can carry code"
+    if cmd in _DECLARATIONS:
+        for w in args:
+            if w.text.startswith(("-", "+")):
+                if "i" in w.text[1:]:
+                    return f"{cmd} -i evaluates values as arithmetic, which can carry code"
+                continue
+            name = w.text.split("=", 1)[0]  # NAME, NAME=value, or NAME[sub]=value
+            if any(ch in name for ch in "[$`"):
+                return f"{cmd} with a subscript or a name that is not fixed can run code"
+        return None
+    if cmd == "printf":
+        texts = [w.text for w in args]
+        if "-v" in texts:
+            i = texts.index("-v")
+            if i + 1 < len(args) and subscripted(args[i + 1]):
+                return "printf -v into a subscript or a name that is not fixed can run code"
+        return None
+    if (
+        cmd in ("test", "[")
+        and any(w.text == "-v" for w in args)
+        and any(subscripted(w) for w in args if w.text not in ("-v", "]"))
+    ):
+        return "test -v with a subscript can run code"
+    return None
 
 
 def _union(a: Cwds, b: Cwds) -> Cwds:

@@ -780,3 +780,39 @@ def test_ansi_c_strings_end_at_nul_as_in_bash(tmp_path: Path) -> None:
     policy = load_policy_file(agent)
     for command in ("$'rm\\c@xyz' -rf /", "$'rm\\0junk' -rf x", "$'rm\\x00' -rf x"):
         assert decide_command(policy, command, "/proj").decision == "deny", command
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "let 'x=a[$(rm -rf ~)]'",
+        "let i++",
+        "declare -i y=3",
+        "typeset -gi n=3",
+        "declare 'e[$(rm -rf ~)]=1'",
+        "printf -v 'b[$(rm -rf ~)]' x",
+        'printf -v "$name" x',
+        "test -v 'f[$(rm -rf ~)]'",
+    ],
+)
+def test_builtins_that_evaluate_arithmetic_ask(tmp_path: Path, command: str) -> None:
+    """bash runs the substitution hidden in these values (checked with real bash)."""
+    from gatekeeper.engine import decide_command
+    from gatekeeper.policy import load_policy_file
+
+    agent = tmp_path / "a.md"
+    agent.write_text('---\npermission:\n  bash:\n    "*": allow\n---\n')
+    assert decide_command(load_policy_file(agent), command, "/proj").decision == "ask"
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["local -a arr", "printf -v name %s x", "test -v HOME", "read -a arr <<< x", "declare -a list"],
+)
+def test_plain_uses_of_those_builtins_stay_allowed(tmp_path: Path, command: str) -> None:
+    from gatekeeper.engine import decide_command
+    from gatekeeper.policy import load_policy_file
+
+    agent = tmp_path / "a.md"
+    agent.write_text('---\npermission:\n  bash:\n    "*": allow\n---\n')
+    assert decide_command(load_policy_file(agent), command, "/proj").decision == "allow"

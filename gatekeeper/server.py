@@ -40,6 +40,7 @@ from gatekeeper.executor import start as start_process
 from gatekeeper.policy import Policy, Rule, RuleSet, load_policy_dir
 from gatekeeper.policy_edit import add_allow_rule
 from gatekeeper.protocol import (
+    VERSION,
     Answer,
     Cancel,
     Check,
@@ -507,6 +508,7 @@ class Daemon:
             return {
                 "id": rid,
                 "version": __version__,
+                "protocol": VERSION,
                 "agents": sorted(self.policies),
                 "default_agent": self.config.default_agent,
                 "pending": len(self.approvals.items),

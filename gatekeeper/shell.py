@@ -1422,6 +1422,7 @@ def arithmetic_evaluation(cmd: str, args: Sequence[Word]) -> str | None:
     real bash: let, declare -i, a declared or printf -v'd name with a subscript, test -v with a
     subscript. (read -a and unset do not evaluate the subscript.)
     """
+
     def subscripted(w: Word) -> bool:
         return not w.static or "[" in w.text
 

@@ -588,3 +588,11 @@ def test_cancel_ends_a_waiting_check(daemon: ThreadDaemon, env_dir: Path) -> Non
     msgs = [c.recv(), c.recv()]
     final = next(m for m in msgs if m.get("id") == "w")
     assert (final["decision"], final["by"]) == ("deny", "cancelled")
+
+
+def test_status_names_the_protocol_version(daemon: ThreadDaemon) -> None:
+    c = connect(daemon)
+    c.send(id="s", op="status")
+    status = c.recv()
+    assert status["protocol"] == 1
+    assert status["agents"] == ["tester"]

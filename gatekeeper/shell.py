@@ -40,6 +40,7 @@ MAX_NESTING = 100  # statements inside statements (keeps the walk far from Pytho
 MAX_CWDS = 8
 
 _LANGUAGE = Language(tree_sitter_bash.language())
+_FUNSUB = re.compile(r"\$\{[ \t\n|]")  # bash 5.3 ${ cmd; } and ${| cmd; }
 _UNPARSABLE = re.compile("[\U00040000-\U0010ffff]")
 
 
@@ -369,6 +370,7 @@ class _Walker:
         root = tree.root_node
         if root.has_error:
             self.unsure(text, "bash syntax gatekeeper cannot parse with confidence")
+            self.funsubs(text, cwds, depth)
         before = len(self.parts)
         _ok, after = self.stmt(root, cwds, depth)
         new = self.parts[before:]
@@ -380,6 +382,31 @@ class _Walker:
             # Nothing that runs: still never an allow by vacuous truth.
             self.emit(Part("bash", text.strip(), "ask", "no command to check"))
         return after
+
+    def funsubs(self, text: str, cwds: Cwds, depth: int) -> None:
+        """Walk bash 5.3's ``${ cmd; }`` and ``${| cmd; }``: they run cmd, tree-sitter fails.
+
+        The body ends at the first ``}`` after which it parses cleanly (else at the last ``}``).
+        Only ever adds parts to a line that already asks.
+        """
+        for m in _FUNSUB.finditer(text):
+            start = m.end()
+            ends = [i for i in range(start, len(text)) if text[i] == "}"]
+            if not ends:
+                continue
+            body = text[start : ends[-1]]
+            for e in ends:
+                candidate = text[start:e]
+                if (
+                    candidate.strip()
+                    and not Parser(_LANGUAGE)
+                    .parse(candidate.encode("utf-8", "surrogateescape"))
+                    .root_node.has_error
+                ):
+                    body = candidate
+                    break
+            if body.strip():
+                self.source(body, cwds, depth + 1)
 
     # -- statements ---------------------------------------------------------------------------
 
@@ -721,6 +748,17 @@ class _Walker:
             return None, None
         name = words[0]
         subject = " ".join(w.text for w in words)
+        if (
+            len(words) > 1
+            and name.node is not None
+            and name.node.type == "word"
+            and name.text in _RESERVED_BEFORE_COMMAND
+        ):
+            # tree-sitter misreads `! { rm; }` as a command named `{`
+            # (or `!`); bash runs what follows the reserved word: decide that as well.
+            note = f"reserved word `{name.text}` read as a command name"
+            self.emit(Part("bash", subject, "ask", note))
+            return self.simple(words[1:], "ask", [*notes, note], cwds, depth + 1)
         if not name.static or name.pattern:
             floor = "ask"
             notes.append("the command name is not a fixed word")
@@ -945,7 +983,7 @@ class _Walker:
         return path == self.root or path.startswith(self.root.rstrip("/") + "/")
 
     def change_directory(self, cmd: str, args: list[Word], cwds: Cwds) -> tuple[Cwds, Cwds]:
-        targets = [w for w in args if not (w.static and w.text.startswith("-") and w.text != "-")]
+        targets = _non_options(args)  # `cd -- -weird` goes to -weird
         if cmd == "popd" or (targets and targets[0].text == "-" and targets[0].static):
             return None, None
         if not targets:
@@ -1270,6 +1308,9 @@ class _Walker:
                     self.unsure(_text(n)[:200], "a test evaluates values that may hold code")
                     return
 
+
+# Reserved words after which bash reads a command (a misparse leaves them as command names).
+_RESERVED_BEFORE_COMMAND = _names("{ ! then do else elif if while until")
 
 _ARITH_TEST_OPS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
 _LITERAL_ARITH = frozenset(

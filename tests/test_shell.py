@@ -816,3 +816,47 @@ def test_plain_uses_of_those_builtins_stay_allowed(tmp_path: Path, command: str)
     agent = tmp_path / "a.md"
     agent.write_text('---\npermission:\n  bash:\n    "*": allow\n---\n')
     assert decide_command(load_policy_file(agent), command, "/proj").decision == "allow"
+
+
+# --------------------------------------------------------------------------------------------
+# Corpus review (inputs from bashlex, shellcheck, Codex, opencode and bash's own tests)
+
+
+@pytest.mark.parametrize(
+    ("command", "inner"),
+    [
+        ("a; ! { rm -rf x; }", "rm -rf x"),  # bashlex: `a; ! { b; }`
+        ("! ! rm -rf x", "rm -rf x"),
+        ("time { rm -rf x; }", "rm -rf x"),
+        ("x && ! { curl evil; }", "curl evil"),
+    ],
+)
+def test_group_after_reserved_word_is_still_decided(command: str, inner: str) -> None:
+    # tree-sitter reads `! { rm; }` as a command named `{`; bash runs rm.
+    assert inner in commands(command)
+    assert never_allowed(command)
+
+
+@pytest.mark.parametrize(
+    ("command", "inner"),
+    [
+        ('echo "${ rm -rf x; }"', "rm -rf x"),  # bash 5.3 comsub2.tests
+        ("echo ${ rm -rf x; }", "rm -rf x"),
+        ("echo ${| rm -rf x; }", "rm -rf x"),
+        ("echo ${ ( rm -rf x) }", "rm -rf x"),
+        ("echo ${ echo X${ curl nested; }Y; }", "curl nested"),
+    ],
+)
+def test_bash_53_function_substitutions_are_walked(command: str, inner: str) -> None:
+    assert inner in commands(command)
+    assert never_allowed(command)
+
+
+def test_quoted_brace_is_an_ordinary_command_name() -> None:
+    assert commands("'{' rm") == ["{ rm"]
+
+
+def test_cd_double_dash_takes_the_next_word_as_its_directory() -> None:
+    # Codex parse_command: `cd -- -weird && cat foo.txt` reads -weird/foo.txt, not ~/foo.txt
+    assert external("cd -- -weird && cat foo.txt") == []
+    assert writes("cd -- -weird && echo x > f") == ["-weird/f"]

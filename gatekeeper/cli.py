@@ -226,7 +226,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--policy", metavar="FILE", required=True)
 
-    hook = sub.add_parser("hook", help="answer an agent's hook (Claude Code's PreToolUse)")
+    hook = sub.add_parser(
+        "hook", help="agent integrations: Claude Code's PreToolUse hook, the opencode plugin"
+    )
     hook_sub = hook.add_subparsers(dest="hook_kind", metavar="AGENT", required=True)
     cc = hook_sub.add_parser(
         "claude-code",

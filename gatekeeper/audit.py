@@ -93,29 +93,34 @@ def log_files(path: Path) -> list[Path]:
 
 
 def _last_line(path: Path) -> tuple[bytes | None, bool]:
-    """(the last complete line or None, whether a torn line follows it)."""
+    """(the last complete line or None, whether a torn line follows it).
+
+    Reads backwards in 64 KiB steps until the last complete line is whole: bounded by the
+    newline before it, or by the start of the file.
+    """
     size = path.stat().st_size
     if size == 0:
         return None, False
     with path.open("rb") as f:
-        chunk = 1 << 16
-        pos = size
-        data = b""
-        while pos > 0:
-            step = min(chunk, pos)
+        pos, data = size, b""
+        while True:
+            step = min(1 << 16, pos)
             pos -= step
             f.seek(pos)
             data = f.read(step) + data
-            body = data[:-1] if data.endswith(b"\n") else data
-            if b"\n" in body or pos == 0:
-                break
-    torn = not data.endswith(b"\n")
-    lines = data.split(b"\n")
-    # The last piece is either the torn line or the empty string after the final newline.
-    complete = [x for x in lines[:-1] if x]
-    if not complete:
-        return None, torn
-    return complete[-1], torn
+            torn = not data.endswith(b"\n")
+            end = data.rfind(b"\n")  # where the last complete line ends
+            while end >= 0:
+                start = data.rfind(b"\n", 0, end) + 1  # 0 when no newline before it
+                if start == 0 and pos > 0:
+                    break  # the line may begin before what was read: read further back
+                if start < end:
+                    return data[start:end], torn
+                if start == 0:
+                    break
+                end = start - 1  # a blank line: look at the one before it
+            if pos == 0:
+                return None, torn
 
 
 # --------------------------------------------------------------------------------------------

@@ -196,3 +196,17 @@ def test_until_a_date_means_the_end_of_that_day() -> None:
 
     flt = make_filter(None, "2026-11-27", None, None, None)
     assert flt.until == datetime.fromisoformat("2026-11-28T00:00:00+00:00")
+
+
+def test_recovery_finds_the_last_record_behind_a_long_torn_tail(tmp_path: Path) -> None:
+    """The last complete line straddles the 64 KiB read window that ends at a torn tail."""
+    path = tmp_path / "audit.jsonl"
+    write_n(path, 300)
+    last = lines_of(path)[-1]
+    with path.open("ab") as f:
+        f.write(b"x" * (65536 - len(last) // 2))  # torn: killed while writing a huge record
+    write_n(path, 1)  # the restarted daemon must find seq 300 and go on
+    records = [json.loads(x) for x in lines_of(path) if x.startswith(b'{"seq"')]
+    assert [r["seq"] for r in records[-2:]] == [301, 302]
+    assert records[-2]["kind"] == "recovery"
+    assert verify(read_lines(path)).ok

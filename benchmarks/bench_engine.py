@@ -37,6 +37,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents import generated_agent
+
 from gatekeeper import engine
 from gatekeeper.engine import PartDecision, combine, decide_command
 from gatekeeper.patterns import pattern_regex
@@ -47,7 +49,6 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "policies" / "backend-engineer.md"
 CWD = "/home/dev/project"
 HOME = "/home/dev"
-GENERATED_RULES = 5000
 
 # Command lines an agent really sends: simple ones, compound ones, wrappers, redirects,
 # substitutions, and some that hit the generated policy's own rules.
@@ -99,48 +100,10 @@ CORPUS: tuple[str, ...] = (
 # Policies
 
 
-def generated_agent(directory: Path, n: int = GENERATED_RULES) -> Path:
-    """Write a realistic n-rule agent file: ``"*"`` first, then distinct command prefixes in
-    several shapes (``tool123 sub*``, ``tool123 *``, literal, ``?``), then the example's
-    familiar rules, so that the corpus hits rules near the end of the file as well."""
-    familiar = [
-        ('"git status*"', "allow"),
-        ('"git log*"', "allow"),
-        ('"git diff*"', "allow"),
-        ('"git push --force*"', "ask"),
-        ('"npm*"', "allow"),
-        ('"pip*"', "allow"),
-        ('"go*"', "allow"),
-        ('"docker build*"', "allow"),
-        ('"docker run*"', "allow"),
-        ('"kubectl*"', "ask"),
-        ('"terraform*"', "ask"),
-        ('"rm *"', "deny"),
-        ('"sudo *"', "deny"),
-    ]
-    actions = ("allow", "ask", "deny")
-    lines = ["---", "description: generated agent for benchmarks", "permission:", "  bash:"]
-    lines.append('    "*": ask')
-    for i in range(n - 1 - len(familiar)):
-        action = actions[i % 3]
-        shape = i % 5
-        if shape == 0:
-            pattern = f"tool{i} sub*"
-        elif shape == 1:
-            pattern = f"tool{i} *"
-        elif shape == 2:
-            pattern = f"tool{i} status"
-        elif shape == 3:
-            pattern = f"tool{i} run --profile=? *"
-        else:
-            pattern = f"tool{i} deploy*"
-        lines.append(f'    "{pattern}": {action}')
-    lines.extend(f"    {p}: {a}" for p, a in familiar)
-    lines += ["  edit:", '    "*": ask', '    "src/*": allow', '    "*.lock": deny']
-    lines += [f'    "generated/dir{i}/*": allow' for i in range(50)]
-    lines += ["---", "", "Generated for benchmarks/bench_engine.py.", ""]
+def write_generated_agent(directory: Path) -> Path:
+    """The shared 5,000-rule agent (benchmarks/agents.py), as a real file."""
     path = directory / "generated-5000.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text(generated_agent(), encoding="utf-8")
     return path
 
 
@@ -381,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pinned = pin_to_one_cpu()
     small = load_policy_file(EXAMPLE)
     with tempfile.TemporaryDirectory(prefix="gatekeeper-bench-") as tmp:
-        large = load_policy_file(generated_agent(Path(tmp)))
+        large = load_policy_file(write_generated_agent(Path(tmp)))
     subjects = subjects_of(CORPUS)
 
     results = bench_policy("example", small, subjects, repeats)

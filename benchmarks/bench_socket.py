@@ -50,12 +50,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents import generated_agent
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "policies" / "backend-engineer.md"
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 PYTHON = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
 CWD = "/tmp"  # noqa: S108 - the cwd the checks name; nothing is written there
-GENERATED_RULES = 5000
 RUN_AGENT = "backend-engineer-run"  # the example plus "true": allow, for the run benchmark
 
 # Realistic command lines, fixed for the run: simple, compound, pipelines, redirects, and a few
@@ -138,52 +139,6 @@ def pin(cpus: set[int] | None) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Policies
-
-
-def generated_agent(n: int = GENERATED_RULES) -> str:
-    """A realistic n-rule agent file: ``"*": ask`` first, then distinct command prefixes in
-    several shapes (``tool123 sub*``, ``tool123 *``, literal ``tool123 status``, ``tool123
-    deploy*``, ``tool123 run --profile=? *``), then familiar rules at the end of the file."""
-    familiar = [
-        ('"git status*"', "allow"),
-        ('"git log*"', "allow"),
-        ('"git diff*"', "allow"),
-        ('"git push --force*"', "ask"),
-        ('"npm*"', "allow"),
-        ('"pip*"', "allow"),
-        ('"go*"', "allow"),
-        ('"docker build*"', "allow"),
-        ('"docker run*"', "allow"),
-        ('"kubectl*"', "ask"),
-        ('"terraform*"', "ask"),
-        ('"rm *"', "deny"),
-        ('"sudo *"', "deny"),
-        ('"ls *"', "allow"),
-        ('"grep *"', "allow"),
-        ('"cat *"', "allow"),
-        ('"true"', "allow"),
-    ]
-    actions = ("allow", "ask", "deny")
-    lines = ["---", "description: generated agent for benchmarks", "permission:", "  bash:"]
-    lines.append('    "*": ask')
-    for i in range(n - 1 - len(familiar)):
-        action = actions[i % 3]
-        shape = i % 5
-        if shape == 0:
-            pattern = f"tool{i} sub*"
-        elif shape == 1:
-            pattern = f"tool{i} *"
-        elif shape == 2:
-            pattern = f"tool{i} status"
-        elif shape == 3:
-            pattern = f"tool{i} run --profile=? *"
-        else:
-            pattern = f"tool{i} deploy*"
-        lines.append(f'    "{pattern}": {action}')
-    lines.extend(f"    {p}: {a}" for p, a in familiar)
-    lines += ["  edit:", '    "*": ask', "  write:", '    "*": ask']
-    lines += ["---", "", "Generated for benchmarks/bench_socket.py.", ""]
-    return "\n".join(lines)
 
 
 def example_with_true_allowed() -> str:

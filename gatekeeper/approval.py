@@ -23,6 +23,15 @@ class HumanAnswer:
     pattern: str | None = None
     message: str | None = None
 
+    @property
+    def approved(self) -> bool:
+        return self.answer in ("once", "always")
+
+    @property
+    def decided_by(self) -> str:
+        """``human`` for once/always/reject, else what ended the wait (timeout, cancelled)."""
+        return "human" if self.answer in ("once", "always", "reject") else self.answer
+
 
 @dataclass(slots=True)
 class Pending:

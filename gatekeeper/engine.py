@@ -73,10 +73,6 @@ class Decision(NamedTuple):
         }
 
 
-def _stricter(a: Action, b: Action) -> Action:
-    return a if STRICTNESS[a] >= STRICTNESS[b] else b
-
-
 # Something that turns (command, cwd, home) into an Analysis, raising BadInput on bad input.
 Analyser = Callable[[str | bytes, str, str | None], Analysis]
 

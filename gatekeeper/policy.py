@@ -23,8 +23,6 @@ Action = Literal["allow", "ask", "deny"]
 ACTIONS: tuple[Action, ...] = ("allow", "ask", "deny")
 STRICTNESS: Mapping[str, int] = {"allow": 0, "ask": 1, "deny": 2}
 
-# The permissions gatekeeper enforces itself; others are loaded and answered for harnesses.
-ENFORCED = ("bash", "edit", "write", "external_directory")
 # Permission keys opencode and friends know. Anything else is accepted (answerable), but a key
 # that looks like a misspelling of one of these is an error.
 # fmt: off

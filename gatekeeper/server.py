@@ -22,7 +22,6 @@ import socket
 import stat
 import struct
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -605,13 +604,13 @@ class Daemon:
                 conn.write_raw(_decision_reply(req.id, policy.name, body))
                 return
             answer = await self._ask(conn, req, state, policy, decision, cwd, subject)
-            approved = answer.answer in ("once", "always")
-            by = "human" if answer.answer in ("once", "always", "reject") else answer.answer
+            approved = answer.approved
             reason = self._answer_reason(answer)
             self._record(conn, req.id, {
                 "kind": "outcome", "op": "check", "ref": ref, "agent": policy.name,
                 "cwd": cwd, "command" if req.path is None else "path": subject,
-                "outcome": "approved" if approved else "blocked", "decided_by": by,
+                "outcome": "approved" if approved else "blocked",
+                "decided_by": answer.decided_by,
                 "answer": answer.answer, "pattern": answer.pattern, "message": answer.message,
             })  # fmt: skip
             final: dict[str, Any] = {
@@ -620,7 +619,7 @@ class Daemon:
                 **decision.to_json(),
                 "decision": "allow" if approved else "deny",
                 "reason": reason,
-                "by": by,
+                "by": answer.decided_by,
             }
             if answer.message and answer.answer == "reject":
                 final["message"] = answer.message
@@ -807,13 +806,11 @@ class Daemon:
             return
         if decision.decision == "ask":
             answer = await self._ask(conn, req, state, policy, decision, req.cwd, req.command)
-            approved = answer.answer in ("once", "always")
+            approved = answer.approved
             reason = self._answer_reason(answer)
             self._outcome(
                 conn, rid, req, policy.name, ref,
-                outcome="approved" if approved else "blocked",
-                decided_by="human" if answer.answer in ("once", "always", "reject")
-                else answer.answer,
+                outcome="approved" if approved else "blocked", decided_by=answer.decided_by,
                 answer=answer.answer, pattern=answer.pattern, message=answer.message,
             )  # fmt: skip
             await conn.send(
@@ -824,9 +821,7 @@ class Daemon:
                     "decision": "allow" if approved else "deny",
                     "reason": reason,
                     "parts": decision.to_json()["parts"],
-                    "by": "human"
-                    if answer.answer in ("once", "always", "reject")
-                    else answer.answer,
+                    "by": answer.decided_by,
                 }
             )
             if not approved:
@@ -934,43 +929,24 @@ class Daemon:
             text, rest = split_utf8(data)
             carry[stream] = rest
             if text is None:
-                await conn.send(
-                    {
-                        "id": rid,
-                        "event": "output",
-                        "stream": stream,
-                        "data": base64.b64encode(data).decode(),
-                        "encoding": "base64",
-                    }
-                )
+                await conn.send(_binary_output(rid, stream, data))
             elif text:
                 await conn.send({"id": rid, "event": "output", "stream": stream, "data": text})
 
         timed_out = False
         try:
-            if req.timeout is not None:
-                try:
-                    code = await asyncio.wait_for(pump(execution, stdin, sink), req.timeout)
-                except TimeoutError:
-                    timed_out = True
-                    execution.kill("timeout")
-                    code = await execution.proc.wait()
-            else:
-                code = await pump(execution, stdin, sink)
+            try:
+                code = await asyncio.wait_for(pump(execution, stdin, sink), req.timeout)
+            except TimeoutError:
+                timed_out = True
+                execution.kill("timeout")
+                code = await execution.proc.wait()
         finally:
             self._executions.pop(execution.pid, None)
             self.guardian.forget(execution.pid)
         for stream, rest in carry.items():
-            if rest:
-                await conn.send(
-                    {
-                        "id": rid,
-                        "event": "output",
-                        "stream": stream,
-                        "data": base64.b64encode(rest).decode(),
-                        "encoding": "base64",
-                    }
-                )
+            if rest:  # a multi-byte character cut off at the very end
+                await conn.send(_binary_output(rid, stream, rest))
         duration_ms = round((time.monotonic() - began) * 1000, 3)
         body: dict[str, Any] = {
             "id": rid,
@@ -991,6 +967,17 @@ class Daemon:
         await conn.send(body)
 
 
+def _binary_output(rid: Any, stream: str, data: bytes) -> dict[str, Any]:
+    """An output event for bytes that are not UTF-8 text."""
+    return {
+        "id": rid,
+        "event": "output",
+        "stream": stream,
+        "data": base64.b64encode(data).decode(),
+        "encoding": "base64",
+    }
+
+
 def _decision_reply(rid: Any, agent: str, decision_json: bytes) -> bytes:
     """A check reply line from the encoded decision: only the id and agent are added."""
     return (
@@ -1009,17 +996,6 @@ def _daemon_env() -> dict[str, str]:
     for key in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
         env.pop(key, None)
     return env
-
-
-@contextlib.asynccontextmanager
-async def running(config: ServeConfig) -> AsyncIterator[Daemon]:
-    """A started daemon for the duration of the block (used by tests and ``serve``)."""
-    daemon = Daemon(config)
-    await daemon.start()
-    try:
-        yield daemon
-    finally:
-        await daemon.stop()
 
 
 def serve(config: ServeConfig) -> int:

@@ -467,7 +467,7 @@ class _Walker:
             for c in node.named_children:
                 if c.type in ("file_redirect", "heredoc_redirect", "herestring_redirect"):
                     # applied on every call of the function: decided as if it ran now
-                    self.redirect(c, None, cwds, depth)
+                    self.redirect(c, cwds, depth)
             body = node.child_by_field_name("body")
             if body is not None:
                 _, after = self.stmt(body, cwds, depth + 1)
@@ -592,7 +592,7 @@ class _Walker:
             continuations.extend(self.redirect_continuations(r))
         if body is None:
             for r in redirects:
-                self.redirect(r, None, cwds, depth)
+                self.redirect(r, cwds, depth)
             ok, every = cwds, cwds
         else:
             ok, every = self.with_redirects(body, redirects, extra_words, cwds, depth)
@@ -623,7 +623,7 @@ class _Walker:
             return cwds, cwds
         ok, every = self.stmt(body, cwds, depth)
         for r in redirects:
-            self.redirect(r, None, cwds, depth)
+            self.redirect(r, cwds, depth)
         if extra_words:
             self.unsure(_text(body)[:200], "words after a redirection of a compound command")
         return ok, every
@@ -710,7 +710,7 @@ class _Walker:
         heredoc_script: str | None = None
         heredoc_static = True
         for r in redirects:
-            script = self.redirect(r, None, cwds, depth)
+            script = self.redirect(r, cwds, depth)
             if script is not None:
                 heredoc_script, heredoc_static = script
         if name_node is None:
@@ -829,7 +829,7 @@ class _Walker:
                     self.shell_string(Word(w.text[10:], w.static), cwds, depth)
             return cwds, cwds
         if cmd == "watch":
-            inner = _skip_options(args, WATCH_OPTS)
+            inner = WATCH_OPTS.split(args)[0]
             if inner is None:
                 self.unsure(" ".join(w.text for w in words), "options of watch not understood")
             elif inner:
@@ -1063,9 +1063,7 @@ class _Walker:
                 self.emit(Part("write", p))
                 self.emit(Part("external_directory", p))
 
-    def redirect(
-        self, r: Node, _cmd: str | None, cwds: Cwds, depth: int
-    ) -> tuple[str, bool] | None:
+    def redirect(self, r: Node, cwds: Cwds, depth: int) -> tuple[str, bool] | None:
         """Walk one redirection; return a here-document's (text, static) for a shell to run."""
         t = r.type
         if t == "file_redirect":
@@ -1664,11 +1662,6 @@ WATCH_OPTS = WrapperSpec(
     ),
     _opts("-n --interval -q --equexit"),
 )
-
-
-def _skip_options(args: Sequence[Word], spec: WrapperSpec) -> list[Word] | None:
-    inner, _, _ = spec.split(args)
-    return inner
 
 
 # --------------------------------------------------------------------------------------------

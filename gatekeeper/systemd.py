@@ -60,10 +60,6 @@ class Notifier:
             # '@' is the abstract namespace: a leading NUL byte on the wire.
             self.address = "\0" + address[1:] if address.startswith("@") else address
 
-    @property
-    def enabled(self) -> bool:
-        return self.address is not None
-
     def send(self, *fields: str) -> None:
         if self.address is None:
             return

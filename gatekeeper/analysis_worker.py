@@ -1,32 +1,40 @@
-"""Command analysis in a separate process, so a crash of the C parser cannot crash the daemon.
+"""Command analysis in worker processes, off the daemon's event loop.
 
-tree-sitter-bash is C code fed with attacker-chosen text. The daemon therefore never parses in
-its own process: :class:`IsolatedAnalyser` keeps an LRU cache of analyses and sends the misses
-to a long-lived worker (``python -m gatekeeper.analysis_worker``) over a pipe, one JSON line
-each way. If the worker dies (a segfault) or does not answer in time, it is replaced and that
-command gets a single ``ask`` part: what could not be analysed is never allowed.
+tree-sitter-bash is C code fed with attacker-chosen text, and confirming an allow runs two more
+parsers as processes (:mod:`gatekeeper.readers`). The daemon therefore never parses in its own
+process, and never waits for a parser on its event loop: :class:`AnalysisPool` keeps a few
+long-lived workers (``python -m gatekeeper.analysis_worker``), one JSON line each way, and an
+LRU cache of their answers in the daemon. A worker that dies (a segfault) or does not answer in
+time is replaced and that one request gets an ``ask`` part: what could not be analysed or
+confirmed is never allowed.
+
+Requests are served fairly: each client (connection) has its own queue and the workers take
+from the queues in turn, so one client's flood of long commands delays its own requests, not
+everyone's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
-import select
-import subprocess
 import sys
-import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 from typing import Any
 
 from gatekeeper.errors import BadInput
+from gatekeeper.readers import Readers
 from gatekeeper.shell import Analysis, Part, analyse, check_input
 
 log = logging.getLogger(__name__)
 
 CACHE_SIZE = 8192
-TIMEOUT = 2.0  # seconds a worker may take for one command before it is replaced
+TIMEOUT = 2.0  # seconds a worker may take to analyse one command before it is replaced
+CONFIRM_TIMEOUT = 6.0  # … and to confirm one with the independent readers
 
 
 def _encode_parts(parts: tuple[Part, ...]) -> list[list[Any]]:
@@ -40,127 +48,272 @@ def _decode_parts(raw: list[list[Any]]) -> tuple[Part, ...]:
     )
 
 
-class IsolatedAnalyser:
-    """A cached analyser backed by a worker process; callable like ``analyse_command``."""
+def unsafe(text: str, why: str) -> tuple[Part, ...]:
+    return (Part("bash", text[:200], "ask", why),)
 
-    def __init__(self, timeout: float = TIMEOUT, command: list[str] | None = None) -> None:
+
+@dataclass(eq=False)
+class _Job:
+    op: str  # "analyse" or "confirm"
+    text: str
+    cwd: str
+    home: str | None
+    future: asyncio.Future[dict[str, Any]]
+
+
+@dataclass(eq=False)
+class _Scheduler:
+    """Per-client queues, served in turn (round robin)."""
+
+    queues: dict[Hashable, deque[_Job]] = field(default_factory=dict)
+    turn: deque[Hashable] = field(default_factory=deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def put(self, client: Hashable, job: _Job) -> None:
+        q = self.queues.get(client)
+        if q is None:
+            q = self.queues[client] = deque()
+            self.turn.append(client)
+        q.append(job)
+        self.ready.set()
+
+    async def get(self) -> _Job:
+        while True:
+            while self.turn:
+                client = self.turn.popleft()
+                q = self.queues[client]
+                job = q.popleft()
+                if q:
+                    self.turn.append(client)
+                else:
+                    del self.queues[client]
+                if not job.future.done():  # its requester may have given up
+                    return job
+            self.ready.clear()
+            await self.ready.wait()
+
+    def pending(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+
+class AnalysisPool:
+    """Cached analysis and confirmation, served by worker processes (see the module doc)."""
+
+    def __init__(
+        self,
+        workers: int = 2,
+        *,
+        timeout: float = TIMEOUT,
+        confirm_timeout: float = CONFIRM_TIMEOUT,
+        command: list[str] | None = None,
+    ) -> None:
+        self.size = max(1, workers)
         self.timeout = timeout
+        self.confirm_timeout = confirm_timeout
         self.command = command or [sys.executable, "-m", "gatekeeper.analysis_worker"]
-        self._cache: OrderedDict[tuple[str, str, str | None], Analysis] = OrderedDict()
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._analyses: OrderedDict[tuple[str, str, str | None], Analysis] = OrderedDict()
+        self._confirmed: OrderedDict[str, tuple[Part, ...]] = OrderedDict()
+        self._scheduler = _Scheduler()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._procs: set[asyncio.subprocess.Process] = set()
         self.restarts = 0
 
-    def _worker(self) -> subprocess.Popen[bytes]:
-        if self._proc is not None and self._proc.poll() is not None:
-            self.close()  # died since the last call: reap it and close its pipes
-        if self._proc is None:
-            self._proc = subprocess.Popen(
-                self.command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                close_fds=True,
-            )
-        return self._proc
+    # -- the daemon's side ----------------------------------------------------------------------
 
-    def _replace(self, why: str) -> None:
-        self.restarts += 1
-        log.error("analysis worker %s; starting a new one", why)
-        self.close()
+    def start(self) -> None:
+        """Start the workers (call from the event loop)."""
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._serve(i)) for i in range(self.size)]
 
-    def close(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(OSError):
-            proc.kill()
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            proc.wait(5)
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+        for proc in list(self._procs):
+            await _kill(proc)
+        self._procs.clear()
 
-    def __call__(self, command: str | bytes, cwd: str, home: str | None = None) -> Analysis:
-        text = check_input(command)  # BadInput for NUL bytes and invalid UTF-8
-        key = (text, cwd, home)
-        hit = self._cache.get(key)
+    def cached(self, command: str, cwd: str, home: str | None) -> Analysis | None:
+        """The analysis of a command seen before, without waiting; None if not known."""
+        hit = self._analyses.get((command, cwd, home))
         if hit is not None:
-            self._cache.move_to_end(key)
+            self._analyses.move_to_end((command, cwd, home))
+        return hit
+
+    def cached_confirmation(self, command: str) -> tuple[Part, ...] | None:
+        return self._confirmed.get(command)
+
+    async def analyse(
+        self, command: str | bytes, cwd: str, home: str | None = None, client: Hashable = None
+    ) -> Analysis:
+        """The analysis of ``command`` (BadInput for NUL bytes and invalid UTF-8)."""
+        text = check_input(command)
+        hit = self.cached(text, cwd, home)
+        if hit is not None:
             return hit
-        analysis = self._ask_worker(text, cwd, home)
-        if analysis is None:
-            return Analysis(
-                text, (Part("bash", text[:200], "ask", "the command could not be analysed safely"),)
-            )
-        self._cache[key] = analysis
-        if len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+        reply = await self._submit("analyse", text, cwd, home, client)
+        if "error" in reply:
+            raise BadInput(str(reply["error"]))
+        if "parts" not in reply:
+            return Analysis(text, unsafe(text, str(reply.get("failed", "not analysed"))))
+        analysis = Analysis(text, _decode_parts(reply["parts"]))
+        _remember(self._analyses, (text, cwd, home), analysis)
         return analysis
 
-    def _ask_worker(self, text: str, cwd: str, home: str | None) -> Analysis | None:
-        request = json.dumps({"c": text, "w": cwd, "h": home}).encode() + b"\n"
-        for attempt in range(2):  # a worker that died since the last call gets one retry
-            proc = self._worker()
-            if proc.stdin is None or proc.stdout is None:  # pragma: no cover - always piped
-                return None
-            try:
-                proc.stdin.write(request)
-                proc.stdin.flush()
-                line = self._read_line(proc)
-            except (BrokenPipeError, OSError):
-                self._replace("was gone")
-                if attempt == 0:
-                    continue
-                return None
-            if line is None:
-                self._replace("did not answer in time")
-                return None
-            if not line:
-                self._replace("crashed on a command")
-                return None
-            reply = json.loads(line)
-            if "parts" not in reply:
-                raise BadInput(str(reply.get("error", "bad input")))
-            return Analysis(text, _decode_parts(reply["parts"]))
-        return None
+    async def confirm(self, analysis: Analysis, client: Hashable = None) -> tuple[Part, ...]:
+        """Parts to add when the independent readers do not confirm gatekeeper's reading."""
+        hit = self._confirmed.get(analysis.command)
+        if hit is not None:
+            return hit
+        # Any cwd does: how bash reads the text does not depend on where it runs.
+        reply = await self._submit("confirm", analysis.command, "/", None, client)
+        if "extra" not in reply:
+            return unsafe(
+                analysis.command, f"bash's reading could not be confirmed: {reply.get('failed')}"
+            )
+        extra = _decode_parts(reply["extra"])
+        _remember(self._confirmed, analysis.command, extra)
+        return extra
 
-    def _read_line(self, proc: subprocess.Popen[bytes]) -> bytes | None:
-        """One reply line; b"" when the worker died, None on timeout."""
-        if proc.stdout is None:  # pragma: no cover - always piped
-            return b""
-        fd = proc.stdout.fileno()
-        deadline = time.monotonic() + self.timeout
-        chunks: list[bytes] = []
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                return None
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return b""
-            chunks.append(chunk)
-            if chunk.endswith(b"\n"):
-                return b"".join(chunks)
+    def pending(self) -> int:
+        return self._scheduler.pending()
+
+    async def _submit(
+        self, op: str, text: str, cwd: str, home: str | None, client: Hashable
+    ) -> dict[str, Any]:
+        self.start()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._scheduler.put(client, _Job(op, text, cwd, home, future))
+        try:
+            return await future
+        finally:
+            if not future.done():
+                future.cancel()  # our requester is gone: the job is skipped
+
+    # -- the workers ------------------------------------------------------------------------------
+
+    async def _serve(self, index: int) -> None:
+        proc: asyncio.subprocess.Process | None = None
+        try:
+            while True:
+                job = await self._scheduler.get()
+                if proc is None or proc.returncode is not None:
+                    if proc is not None:  # died since its last job: a fresh one takes this
+                        self._procs.discard(proc)
+                    proc = await self._spawn()
+                reply, healthy = await self._ask(proc, job)
+                if not job.future.done():
+                    job.future.set_result(reply)
+                if not healthy:
+                    await _kill(proc)
+                    self._procs.discard(proc)
+                    proc = None
+        finally:
+            if proc is not None:
+                await _kill(proc)
+                self._procs.discard(proc)
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            *self.command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            limit=64 * 1024 * 1024,
+        )
+        self._procs.add(proc)
+        return proc
+
+    async def _ask(
+        self, proc: asyncio.subprocess.Process, job: _Job
+    ) -> tuple[dict[str, Any], bool]:
+        """(the worker's reply, whether the worker is still usable)."""
+        assert proc.stdin is not None  # noqa: S101 - always piped
+        assert proc.stdout is not None  # noqa: S101
+        request = json.dumps({"op": job.op, "c": job.text, "w": job.cwd, "h": job.home})
+        timeout = self.confirm_timeout if job.op == "confirm" else self.timeout
+        try:
+            proc.stdin.write(request.encode() + b"\n")
+            await proc.stdin.drain()
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+        except TimeoutError:
+            self._replaced("did not answer in time")
+            return {"failed": "the command could not be analysed safely (timeout)"}, False
+        except (OSError, ConnectionError, ValueError):
+            self._replaced("was gone")
+            return {"failed": "the command could not be analysed safely"}, False
+        if not line:
+            self._replaced("crashed on a command")
+            return {"failed": "the command could not be analysed safely"}, False
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            self._replaced("answered garbage")
+            return {"failed": "the command could not be analysed safely"}, False
+        return (reply if isinstance(reply, dict) else {"failed": "bad reply"}), True
+
+    def _replaced(self, why: str) -> None:
+        self.restarts += 1
+        log.error("analysis worker %s; starting a new one", why)
+
+
+def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    cache[key] = value
+    if len(cache) > CACHE_SIZE:
+        cache.popitem(last=False)
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(proc.wait(), 5)
+    if proc.stdin is not None:
+        proc.stdin.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The worker process
 
 
 def main() -> int:
-    """The worker: one JSON request per line on stdin, one JSON reply per line on stdout."""
+    """The worker: one JSON request per line on stdin, one JSON reply per line on stdout.
+
+    ``{"op": "analyse", "c": command, "w": cwd, "h": home}`` → ``{"parts": […]}``;
+    ``{"op": "confirm", …}`` → ``{"extra": […]}`` (parts the independent readers add: none when
+    they agree); bad input → ``{"error": "…"}``.
+    """
+    readers = Readers(prestart=1)
+    analyses: OrderedDict[tuple[str, str, str | None], Analysis] = OrderedDict()
     out = sys.stdout.buffer
-    for line in sys.stdin.buffer:
-        try:
-            req = json.loads(line)
-            analysis = analyse(req["c"], req["w"], req["h"])
-            reply: dict[str, Any] = {"parts": _encode_parts(analysis.parts)}
-        except BadInput as exc:
-            reply = {"error": str(exc)}
-        out.write(json.dumps(reply).encode() + b"\n")
-        out.flush()
+    try:
+        readers.refill()
+        for line in sys.stdin.buffer:
+            try:
+                req = json.loads(line)
+                key = (str(req["c"]), str(req["w"]), req.get("h"))
+                analysis = analyses.get(key) or analyse(*key)
+                _remember(analyses, key, analysis)
+                reply: dict[str, Any]
+                if req.get("op") == "confirm":
+                    reply = {"extra": _encode_parts(readers.confirm(analysis))}
+                else:
+                    reply = {"parts": _encode_parts(analysis.parts)}
+            except BadInput as exc:
+                reply = {"error": str(exc)}
+            out.write(json.dumps(reply).encode() + b"\n")
+            out.flush()
+            readers.refill()  # the next readers start while nobody waits
+    finally:
+        readers.close()
     return 0
 
 
 if __name__ == "__main__":
+    os.environ.pop("GATEKEEPER_RUN", None)
     raise SystemExit(main())

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gatekeeper import readers
 from gatekeeper.approval import suggest_pattern
 from gatekeeper.engine import Decision, PartDecision, decide_command, decide_path
 from gatekeeper.errors import BadInput, GatekeeperError
@@ -288,7 +289,7 @@ def replay(all_rows: Iterable[Row], policy: Policy, home: str | None) -> list[Ch
         cwd = str(d.get("cwd") or "/")
         try:
             if "command" in d:
-                new = decide_command(policy, str(d["command"]), cwd, home)
+                new = decide_command(policy, str(d["command"]), cwd, home, confirm=readers.confirm)
             elif "path" in d:
                 new = decide_path(
                     policy, str(d.get("permission") or "edit"), str(d["path"]), cwd, home

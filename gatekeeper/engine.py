@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from gatekeeper.errors import BadInput
+from gatekeeper.patterns import literal_prefix
 from gatekeeper.policy import STRICTNESS, Action, Policy, Rule, RuleSet
 from gatekeeper.shell import Analysis, Part, analyse, check_input
 
@@ -75,6 +76,9 @@ class Decision(NamedTuple):
 
 # Something that turns (command, cwd, home) into an Analysis, raising BadInput on bad input.
 Analyser = Callable[[str | bytes, str, str | None], Analysis]
+# Something that confirms an analysis with independent readers: the parts to add (none when
+# they agree). See gatekeeper.readers.
+Confirmer = Callable[[Analysis], tuple[Part, ...]]
 
 # Rules a human added with "always" for the daemon's lifetime: permission → allow rules.
 Session = Mapping[str, RuleSet]
@@ -103,9 +107,33 @@ def decide_part(policy: Policy, part: Part, session: Session | None = None) -> P
         s_rule = rs.lookup(part.subject) if rs is not None else None
         if s_rule is not None:
             action, rule = s_rule.action, s_rule
+    note = part.note
+    if action == "allow" and rule is not None and part.permission == "bash":
+        why = path_outside_rule(part.subject, rule.pattern)
+        if why is not None:
+            action, note = "ask", "; ".join(n for n in (note, why) if n)
     if STRICTNESS[part.floor] > STRICTNESS[action]:
         action = part.floor
-    return PartDecision(part.permission, part.subject, action, rule, part.note)
+    return PartDecision(part.permission, part.subject, action, rule, note)
+
+
+def path_outside_rule(subject: str, pattern: str) -> str | None:
+    """Why an allow rule does not cover a command word that is a path, or None.
+
+    ``npm*`` was written for the program npm; it also matches ``npm/../../bin/rm``, which bash
+    runs as a file path. A rule covers a path command word only when its literal text spells
+    the whole word (``./gradlew *``), or names a directory the word stays inside without
+    ``..`` (``./scripts/*``), or starts with a wildcard (``*``: any program at all).
+    """
+    word = subject.split(" ", 1)[0]
+    if "/" not in word:
+        return None
+    prefix = literal_prefix(pattern)
+    if not prefix or word == prefix[: len(word)]:
+        return None
+    if "/" in prefix and word.startswith(prefix) and ".." not in word.split("/"):
+        return None
+    return f'the command word is a path; rule "{pattern}" does not name it'
 
 
 def combine(parts: tuple[PartDecision, ...], agent: str = "") -> Decision:
@@ -162,16 +190,35 @@ def decide_command(
     session: Session | None = None,
     env: Mapping[str, str] | None = None,
     analyser: Analyser | None = None,
+    confirm: Confirmer | None = None,
 ) -> Decision:
     """Decide a shell command line run in ``cwd`` (the project root) under ``policy``.
 
     ``env``, when given, is the environment the command will run with: variables that change
     how bash itself runs make the decision ask (see :func:`env_parts`). ``analyser`` replaces
     the in-process :func:`analyse_command` (the daemon analyses in a separate process, so that
-    a crash of the C parser cannot take it down).
+    a crash of the C parser cannot take it down). ``confirm`` checks a would-be allow with the
+    independent readers (:mod:`gatekeeper.readers`); what they add can only make it stricter.
     """
     analysis = (analyser or analyse_command)(command, cwd, home)
-    parts = analysis.parts + (env_parts(env) if env is not None else ())
+    decision = decide_analysis(policy, analysis, session=session, env=env)
+    if decision.decision == "allow" and confirm is not None:
+        extra = confirm(analysis)
+        if extra:
+            decision = decide_analysis(policy, analysis, session=session, env=env, extra=extra)
+    return decision
+
+
+def decide_analysis(
+    policy: Policy,
+    analysis: Analysis,
+    *,
+    session: Session | None = None,
+    env: Mapping[str, str] | None = None,
+    extra: tuple[Part, ...] = (),
+) -> Decision:
+    """Decide the parts of an analysed command line (plus ``extra`` parts, e.g. the readers')."""
+    parts = analysis.parts + (env_parts(env, analysis.command) if env is not None else ()) + extra
     lookup = policy.lookup
     decided: list[PartDecision] = []
     for p in parts:
@@ -203,10 +250,12 @@ _SHELL_ENV = frozenset(
         "BASH_LOADABLES_PATH",
     }
 )
+# Locales whose characters bash reads byte for byte as gatekeeper's readers do (UTF-8, C).
+_READABLE_LOCALE = re.compile(r"^(C|POSIX|[A-Za-z_@.-]*\.(?i:utf-?8)(@[A-Za-z0-9_-]+)?)$")
 _RELATIVE_PATH_ENTRY = re.compile(r"(^|:)(?!/)[^:]*(:|$)|(^|:)(:|$)")
 
 
-def env_parts(env: Mapping[str, str]) -> tuple[Part, ...]:
+def env_parts(env: Mapping[str, str], command: str = "") -> tuple[Part, ...]:
     """Parts that make a run ask because of its environment.
 
     Exported functions (``BASH_FUNC_x%%``) can replace any command; ``BASH_ENV`` and friends
@@ -224,6 +273,21 @@ def env_parts(env: Mapping[str, str]) -> tuple[Part, ...]:
                     f"the environment sets {name}, which changes what bash runs",
                 )
             )
+    locale = env.get("LC_ALL") or env.get("LC_CTYPE") or env.get("LANG")
+    if locale and not command.isascii() and not _READABLE_LOCALE.match(locale):
+        # In a multi-byte locale such as Big5 or GBK a character's second byte can be a
+        # backslash or a backtick: bash would read a non-ASCII line as other words.
+        out.append(
+            Part(
+                "bash",
+                "env "
+                + (
+                    "LC_ALL" if env.get("LC_ALL") else "LC_CTYPE" if env.get("LC_CTYPE") else "LANG"
+                ),
+                "ask",
+                f"the locale {locale!r} may make bash read the command's bytes differently",
+            )
+        )
     path = env.get("PATH")
     if path is not None and (path == "" or _RELATIVE_PATH_ENTRY.search(path)):
         out.append(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from gatekeeper import readers
 from gatekeeper.engine import decide_command, decide_path
 from gatekeeper.patterns import literal_prefix
 from gatekeeper.policy import Policy, Rule
@@ -245,7 +246,7 @@ def _tests(policy: Policy) -> list[Finding]:
     for t in policy.tests:
         cwd = t.cwd or LINT_ROOT
         if t.permission == "bash":
-            d = decide_command(policy, t.subject, cwd, LINT_HOME)
+            d = decide_command(policy, t.subject, cwd, LINT_HOME, confirm=readers.confirm)
         else:
             d = decide_path(policy, t.permission, t.subject, cwd, LINT_HOME)
         if d.decision != t.expect:

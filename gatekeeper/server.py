@@ -29,10 +29,10 @@ from typing import Any
 import psutil
 
 from gatekeeper import __version__
-from gatekeeper.analysis_worker import IsolatedAnalyser
+from gatekeeper.analysis_worker import AnalysisPool
 from gatekeeper.approval import Approvals, HumanAnswer, approver_refusal
 from gatekeeper.audit import AuditError, AuditLog, FsyncPolicy
-from gatekeeper.engine import Decision, Session, decide_command, decide_path
+from gatekeeper.engine import Decision, Session, decide_analysis, decide_path
 from gatekeeper.errors import BadInput, GatekeeperError
 from gatekeeper.executor import Execution, Guardian, pump, split_utf8
 from gatekeeper.executor import start as start_process
@@ -209,9 +209,9 @@ class Daemon:
     def __init__(self, config: ServeConfig, notifier: Notifier | None = None) -> None:
         self.config = config
         self.notifier = notifier or Notifier("")
-        # Commands are parsed in a worker process: a parser crash costs one "ask", not the
-        # daemon.
-        self.analyser = IsolatedAnalyser()
+        # Commands are parsed (and allows confirmed) in worker processes: a parser crash
+        # costs one "ask", not the daemon, and no parser ever runs on the event loop.
+        self.analyser = AnalysisPool()
         self.policies: dict[str, Policy] = {}
         self.reload_error: str | None = None
         self.session: dict[str, dict[str, list[Rule]]] = {}
@@ -324,6 +324,7 @@ class Daemon:
         sock = self.config.listen_socket or self._bind()
         self._server = await loop.create_unix_server(lambda: _Connection(self), sock=sock)
         self._watch_task = loop.create_task(self._watch())
+        self.analyser.start()
         log.info("listening on %s", self.config.socket_path)
         self.notifier.ready(self.summary())
 
@@ -413,7 +414,7 @@ class Daemon:
                 self.config.socket_path.unlink()
         if self.audit is not None:
             self.audit.close()
-        self.analyser.close()
+        await self.analyser.close()
 
     # -- connections --------------------------------------------------------------------------
 
@@ -478,6 +479,15 @@ class Daemon:
                 conn.tasks.add(task)
                 task.add_done_callback(conn.tasks.discard)
                 return
+            if isinstance(req, Check):
+                now = self._check_now(conn, req)
+                if now is not None:
+                    conn.write_raw(now)
+                    return
+                task = asyncio.get_running_loop().create_task(self._check_later(conn, req))
+                conn.tasks.add(task)
+                task.add_done_callback(conn.tasks.discard)
+                return
             reply = self._handle(conn, req)
             if isinstance(reply, bytes):
                 conn.write_raw(reply)
@@ -491,8 +501,6 @@ class Daemon:
 
     def _handle(self, conn: _Conn, req: Request) -> dict[str, Any] | bytes:
         rid = req.id
-        if isinstance(req, Check):
-            return self._check(conn, req)
         if isinstance(req, Cancel):
             state = conn.runs.get(req.target)
             if state is None:
@@ -542,22 +550,121 @@ class Daemon:
             return env["HOME"]
         return os.environ.get("HOME")
 
-    def _check(self, conn: _Conn, req: Check) -> bytes:
-        policy, _cwd, _subject, _decision, body, _ref = self._decide_check(conn, req)
-        return _decision_reply(req.id, policy.name, body)
+    # -- decisions ----------------------------------------------------------------------------
 
-    def _decide_check(
+    def _decide_now(
+        self,
+        policy: Policy,
+        command: str,
+        cwd: str,
+        home: str | None,
+        env: dict[str, str] | None = None,
+    ) -> Decision | None:
+        """The decision from what the analysis workers already said; None if they must be
+        asked (off the event loop: see :meth:`_decide`)."""
+        analysis = self.analyser.cached(command, cwd, home)
+        if analysis is None:
+            return None
+        session = self._session_sets.get(policy.name)
+        decision = decide_analysis(policy, analysis, session=session, env=env)
+        if decision.decision != "allow":
+            return decision
+        extra = self.analyser.cached_confirmation(analysis.command)
+        if extra is None:
+            return None
+        if extra:
+            decision = decide_analysis(policy, analysis, session=session, env=env, extra=extra)
+        return decision
+
+    async def _decide(
+        self,
+        conn: _Conn,
+        policy: Policy,
+        command: str | bytes,
+        cwd: str,
+        home: str | None,
+        env: dict[str, str] | None = None,
+    ) -> Decision:
+        """Decide a command line: analysed in a worker; a would-be allow is confirmed by the
+        independent readers first (an ask or deny needs no confirmation: stricter is safe)."""
+        analysis = await self.analyser.analyse(command, cwd, home, client=conn)
+        session = self._session_sets.get(policy.name)
+        decision = decide_analysis(policy, analysis, session=session, env=env)
+        if decision.decision == "allow":
+            extra = await self.analyser.confirm(analysis, client=conn)
+            if extra:
+                # The policy or session may have changed while we waited: decide again.
+                policy = self.policies.get(policy.name, policy)
+                session = self._session_sets.get(policy.name)
+                decision = decide_analysis(policy, analysis, session=session, env=env, extra=extra)
+        return decision
+
+    def _check_request(
         self, conn: _Conn, req: Check
-    ) -> tuple[Policy, str, str, Decision, bytes, int | None]:
-        """Decide and record a check: (policy, cwd, subject, decision, its JSON, audit seq)."""
+    ) -> tuple[Policy, str, str, str | None, tuple[str, str | None, str, str, str | None]]:
         policy = self.policy_for(req.agent, req.id)
         cwd = req.cwd or self._client_cwd(conn, req.id)
         if not cwd.startswith("/"):
             raise ProtocolError("bad_request", "field 'cwd' must be an absolute path", req.id)
-        session = self._session_sets.get(policy.name)
         home = self._home(None)
         subject = req.path if req.path is not None else req.command or ""
         key = (policy.name, req.permission if req.path is not None else None, subject, cwd, home)
+        return policy, cwd, subject, home, key
+
+    def _check_now(self, conn: _Conn, req: Check) -> bytes | None:
+        """A check answered in the turn of the event loop that read it, or None if the
+        analysis workers must be asked first (then :meth:`_check_later` answers)."""
+        policy, cwd, subject, home, key = self._check_request(conn, req)
+        session = self._session_sets.get(policy.name)
+        hit = self._replies.get(key)
+        if hit is not None and hit[0] is policy and hit[1] is session:
+            decision, body = hit[2], hit[3]
+        else:
+            try:
+                if req.path is not None:
+                    found: Decision | None = decide_path(
+                        policy, req.permission or "edit", req.path, cwd, home, session=session
+                    )
+                else:
+                    found = self._decide_now(policy, subject, cwd, home)
+            except BadInput as exc:
+                raise ProtocolError("bad_request", str(exc), req.id) from None
+            if found is None:
+                return None
+            decision = found
+            body = self._remember_reply(key, policy, session, decision)
+        self._record_check(conn, req, policy, cwd, subject, body)
+        return _decision_reply(req.id, policy.name, body)
+
+    async def _check_later(self, conn: _Conn, req: Check) -> None:
+        try:
+            policy, _cwd, _subject, _decision, body, _ref = await self._decide_check(conn, req)
+            conn.write_raw(_decision_reply(req.id, policy.name, body))
+        except ProtocolError as exc:
+            conn.write(exc.reply())
+        except Exception:
+            log.exception("internal error in check %r", req.id)
+            conn.write(error_reply(req.id, "internal", "internal error; see the daemon log"))
+
+    def _remember_reply(
+        self, key: tuple[str, str | None, str, str, str | None], policy: Policy,
+        session: Session | None, decision: Decision,
+    ) -> bytes:  # fmt: skip
+        # The decision is a pure function of these immutable values (a reload or an
+        # "always" replaces the policy or session object), so its encoded form can be
+        # reused for the same request: only the id differs.
+        body = encode(decision.to_json())[:-1]
+        if len(self._replies) >= _REPLY_CACHE:
+            self._replies.clear()
+        self._replies[key] = (policy, session, decision, body)
+        return body
+
+    async def _decide_check(
+        self, conn: _Conn, req: Check
+    ) -> tuple[Policy, str, str, Decision, bytes, int | None]:
+        """Decide and record a check: (policy, cwd, subject, decision, its JSON, audit seq)."""
+        policy, cwd, subject, home, key = self._check_request(conn, req)
+        session = self._session_sets.get(policy.name)
         hit = self._replies.get(key)
         if hit is not None and hit[0] is policy and hit[1] is session:
             decision, body = hit[2], hit[3]
@@ -568,18 +675,18 @@ class Daemon:
                         policy, req.permission or "edit", req.path, cwd, home, session=session
                     )
                 else:
-                    decision = decide_command(
-                        policy, subject, cwd, home, session=session, analyser=self.analyser
-                    )
+                    decision = await self._decide(conn, policy, subject, cwd, home)
             except BadInput as exc:
                 raise ProtocolError("bad_request", str(exc), req.id) from None
-            # The decision is a pure function of these immutable values (a reload or an
-            # "always" replaces the policy or session object), so its encoded form can be
-            # reused for the same request: only the id differs.
-            body = encode(decision.to_json())[:-1]
-            if len(self._replies) >= _REPLY_CACHE:
-                self._replies.clear()
-            self._replies[key] = (policy, session, decision, body)
+            # Keyed on the objects in force when the request came: a reload meanwhile leaves
+            # an entry that is simply never used again.
+            body = self._remember_reply(key, policy, session, decision)
+        ref = self._record_check(conn, req, policy, cwd, subject, body)
+        return policy, cwd, subject, decision, body, ref
+
+    def _record_check(
+        self, conn: _Conn, req: Check, policy: Policy, cwd: str, subject: str, body: bytes
+    ) -> int | None:
         record: dict[str, Any] = {
             "kind": "decision",
             "op": "check",
@@ -591,14 +698,13 @@ class Daemon:
             record.update(path=req.path, permission=req.permission)
         else:
             record["command"] = subject
-        ref = self._record(conn, req.id, record, body)
-        return policy, cwd, subject, decision, body, ref
+        return self._record(conn, req.id, record, body)
 
     async def _check_and_wait(self, conn: _Conn, req: Check, state: _RunState) -> None:
         """A check that, on ask, waits for a human like a run does (for plugins that can only
         allow or block, such as opencode's tool.execute.before)."""
         try:
-            policy, cwd, subject, decision, body, ref = self._decide_check(conn, req)
+            policy, cwd, subject, decision, body, ref = await self._decide_check(conn, req)
             state.ref = ref
             if decision.decision != "ask":
                 conn.write_raw(_decision_reply(req.id, policy.name, body))
@@ -779,15 +885,7 @@ class Daemon:
             raise ProtocolError("bad_request", f"cwd {req.cwd!r} is not a directory", rid)
         env = dict(req.env) if req.env is not None else _daemon_env()
         try:
-            decision = decide_command(
-                policy,
-                req.command,
-                req.cwd,
-                self._home(env),
-                session=self._session_sets.get(policy.name),
-                env=env,
-                analyser=self.analyser,
-            )
+            decision = await self._decide(conn, policy, req.command, req.cwd, self._home(env), env)
         except BadInput as exc:
             raise ProtocolError("bad_request", str(exc), rid) from None
         ref = self._record(

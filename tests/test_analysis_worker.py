@@ -1,21 +1,27 @@
-"""The analysis worker: a parser crash or hang costs one "ask", never the daemon."""
+"""The analysis workers: a parser crash or hang costs one "ask", never the daemon; no client's
+flood holds up another's requests."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from gatekeeper.analysis_worker import IsolatedAnalyser
+from gatekeeper.analysis_worker import AnalysisPool
 from gatekeeper.errors import BadInput
 from gatekeeper.server import ServeConfig
 from gatekeeper.shell import analyse
 from tests.daemon_util import Raw, ThreadDaemon, make_policy_dir, short_dir
+
+T = TypeVar("T")
 
 COMMANDS = [
     "npm test && rm -rf build",
@@ -39,62 +45,143 @@ FLAKY_WORKER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGSEGV)
         if command == "hang me":
             time.sleep(60)
+        if command.startswith("slow "):
+            time.sleep(0.2)
         return real(command, cwd, home)
     w.analyse = analyse
     sys.exit(main())
     """
 )
+FLAKY = [sys.executable, "-c", FLAKY_WORKER]
 
 
-@pytest.fixture
-def analyser() -> Iterator[IsolatedAnalyser]:
-    a = IsolatedAnalyser()
-    yield a
-    a.close()
+def with_pool(body: Callable[[AnalysisPool], Awaitable[T]], **kwargs: object) -> T:
+    async def run() -> T:
+        pool = AnalysisPool(**kwargs)  # type: ignore[arg-type]
+        try:
+            return await body(pool)
+        finally:
+            await pool.close()
 
-
-@pytest.fixture
-def flaky() -> Iterator[IsolatedAnalyser]:
-    a = IsolatedAnalyser(timeout=1.0, command=[sys.executable, "-c", FLAKY_WORKER])
-    yield a
-    a.close()
+    return asyncio.run(run())
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_the_worker_agrees_with_the_parser(analyser: IsolatedAnalyser, command: str) -> None:
-    assert analyser(command, "/proj", "/home/u").parts == analyse(command, "/proj", "/home/u").parts
+def test_the_workers_agree_with_the_parser(command: str) -> None:
+    async def body(pool: AnalysisPool) -> None:
+        got = await pool.analyse(command, "/proj", "/home/u")
+        assert got.parts == analyse(command, "/proj", "/home/u").parts
+        assert pool.cached(command, "/proj", "/home/u") is got
+
+    with_pool(body)
 
 
-def test_bad_input_is_refused_before_the_worker(analyser: IsolatedAnalyser) -> None:
-    with pytest.raises(BadInput):
-        analyser("ls\x00rm", "/proj")
-    with pytest.raises(BadInput):
-        analyser(b"ls \xff", "/proj")
+def test_bad_input_is_refused_before_the_workers() -> None:
+    async def body(pool: AnalysisPool) -> None:
+        with pytest.raises(BadInput):
+            await pool.analyse("ls\x00rm", "/proj")
+        with pytest.raises(BadInput):
+            await pool.analyse(b"ls \xff", "/proj")
+
+    with_pool(body)
 
 
-def test_a_killed_worker_is_replaced(analyser: IsolatedAnalyser) -> None:
-    analyser("ls", "/proj")
-    proc = analyser._proc
-    assert proc is not None
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    parts = analyser("ls -la", "/proj").parts
-    assert [p.subject for p in parts] == ["ls -la"]
-    assert analyser._proc is not None
-    assert analyser._proc.pid != proc.pid
+def test_a_killed_worker_is_replaced() -> None:
+    async def body(pool: AnalysisPool) -> None:
+        await pool.analyse("ls", "/proj")
+        (proc,) = pool._procs
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        first = await pool.analyse("ls -la", "/proj")
+        # The dead worker's answer is an ask; the next command gets a fresh worker.
+        if first.parts[0].floor == "ask":
+            assert first.parts[0].note == "the command could not be analysed safely"
+        second = await pool.analyse("ls -l", "/proj")
+        assert [p.subject for p in second.parts] == ["ls -l"]
+        assert all(p.pid != proc.pid for p in pool._procs)
+
+    with_pool(body, workers=1)
 
 
-def test_a_crash_asks_and_the_next_command_works(flaky: IsolatedAnalyser) -> None:
-    (part,) = flaky("crash me", "/proj").parts
-    assert (part.floor, part.note) == ("ask", "the command could not be analysed safely")
-    assert flaky.restarts == 1
-    assert [p.subject for p in flaky("echo ok", "/proj").parts] == ["echo ok"]
+def test_a_crash_asks_and_the_next_command_works() -> None:
+    async def body(pool: AnalysisPool) -> None:
+        (part,) = (await pool.analyse("crash me", "/proj")).parts
+        assert (part.floor, part.note) == ("ask", "the command could not be analysed safely")
+        assert pool.restarts == 1
+        assert [p.subject for p in (await pool.analyse("echo ok", "/proj")).parts] == ["echo ok"]
+        # A failure is not remembered: the same text is analysed again next time.
+        assert pool.cached("crash me", "/proj", None) is None
+
+    with_pool(body, workers=1, command=FLAKY)
 
 
-def test_a_hang_asks_within_the_timeout(flaky: IsolatedAnalyser) -> None:
-    (part,) = flaky("hang me", "/proj").parts
-    assert part.floor == "ask"
-    assert [p.subject for p in flaky("echo ok", "/proj").parts] == ["echo ok"]
+def test_a_hang_asks_within_the_timeout() -> None:
+    async def body(pool: AnalysisPool) -> None:
+        began = time.monotonic()
+        (part,) = (await pool.analyse("hang me", "/proj")).parts
+        assert part.floor == "ask"
+        assert time.monotonic() - began < 10
+        assert [p.subject for p in (await pool.analyse("echo ok", "/proj")).parts] == ["echo ok"]
+
+    with_pool(body, workers=1, timeout=1.0, command=FLAKY)
+
+
+def test_one_clients_flood_does_not_hold_up_another() -> None:
+    """Requests are served per client in turn: B's one request overtakes A's queue."""
+
+    async def body(pool: AnalysisPool) -> None:
+        flood = [
+            asyncio.create_task(pool.analyse(f"slow {i}", "/proj", client="A")) for i in range(10)
+        ]
+        await asyncio.sleep(0.05)
+        began = time.monotonic()
+        await pool.analyse("echo quick", "/proj", client="B")
+        waited = time.monotonic() - began
+        await asyncio.gather(*flood)
+        # One slow job may be in progress when B arrives; B never waits for A's whole queue.
+        assert waited < 0.2 * 10 / 2, waited
+
+    with_pool(body, workers=1, command=FLAKY)
+
+
+def test_a_requester_that_gives_up_leaves_no_work_behind() -> None:
+    async def body(pool: AnalysisPool) -> None:
+        tasks = [
+            asyncio.create_task(pool.analyse(f"slow {i}", "/proj", client="A")) for i in range(5)
+        ]
+        await asyncio.sleep(0.05)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert pool.pending() == 0 or all(t.cancelled() for t in tasks)
+        began = time.monotonic()
+        await pool.analyse("echo next", "/proj", client="B")
+        assert time.monotonic() - began < 0.2 * 3
+
+    with_pool(body, workers=1, command=FLAKY)
+
+
+def test_confirmation_of_a_plain_command_adds_nothing() -> None:
+    async def body(pool: AnalysisPool) -> None:
+        a = await pool.analyse("npm test && git status", "/proj")
+        assert await pool.confirm(a) == ()
+        assert pool.cached_confirmation("npm test && git status") == ()
+
+    with_pool(body)
+
+
+def test_confirmation_of_a_misread_command_asks() -> None:
+    # tree-sitter takes the second heredoc line for the delimiter; bash joins it with the
+    # backslash-newline before it and reads `after` as part of the document.
+    command = "cat <<EOF\nline \\\nEOF\nrm -rf x\nEOF\n"
+
+    async def body(pool: AnalysisPool) -> None:
+        a = await pool.analyse(command, "/proj")
+        (extra,) = await pool.confirm(a)
+        assert extra.floor == "ask"
+        assert "bash may read this differently" in (extra.note or "")
+
+    with_pool(body)
 
 
 def test_the_daemon_survives_a_parser_crash(tmp_path: Path) -> None:
@@ -106,10 +193,8 @@ def test_the_daemon_survives_a_parser_crash(tmp_path: Path) -> None:
         approvers_need_tty=False,
     )
     with ThreadDaemon(config) as d:
-        d.daemon.analyser.close()
-        d.daemon.analyser = IsolatedAnalyser(
-            timeout=1.0, command=[sys.executable, "-c", FLAKY_WORKER]
-        )
+        asyncio.run_coroutine_threadsafe(d.daemon.analyser.close(), d.loop).result(10)
+        d.daemon.analyser = AnalysisPool(timeout=1.0, command=FLAKY)
         c = Raw(config.socket_path)
         try:
             c.send(id=1, op="check", command="crash me", cwd="/tmp")

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import TextIO
 
+from gatekeeper import readers
 from gatekeeper.engine import Decision, decide_command, decide_path
 from gatekeeper.selection import select_policy
 from gatekeeper.text import visible
@@ -50,7 +51,7 @@ def run(
         request = path
     else:
         raw: str | bytes = sys.stdin.buffer.read() if command == "-" else command or ""
-        decision = decide_command(policy, raw, where, home)
+        decision = decide_command(policy, raw, where, home, confirm=readers.confirm)
         request = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     if as_json:
         body = {"agent": policy.name, **decision.to_json()}

@@ -1,0 +1,244 @@
+"""The independent readers: bash's own parser, then mvdan/sh, confirming gatekeeper's reading.
+
+An ``allow`` stands only when these agree with the tree-sitter walk on every text of the line
+(docs/security.md §6):
+
+1. ``bash --pretty-print`` parses the text with bash's own parser — the one that will run it —
+   and prints bash's canonical form of it, running nothing;
+2. ``shfmt --to-json`` (mvdan/sh, a parser family of its own) turns that canonical form into a
+   syntax tree, which :mod:`gatekeeper.shell.mvdan` turns into a reading;
+3. the reading is compared with the walk's (:func:`gatekeeper.shell.reading.difference`).
+
+Any difference, error, timeout or missing reader is an ``ask`` part: never an allow. Both
+readers are separate processes; to keep a cold allow cheap they are started ahead of need
+(:class:`Prestarted`), each one reading one input. This module is I/O; the daemon calls it from
+its analysis worker, off the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sysconfig
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gatekeeper.shell import Analysis, Part
+from gatekeeper.shell.mvdan import reading_of
+from gatekeeper.shell.reading import Reading, difference
+
+log = logging.getLogger(__name__)
+
+BASH = shutil.which("bash") or "/bin/bash"
+TIMEOUT = 2.0  # seconds one reader may take for one text
+MAX_CONFIRM_BYTES = 16 * 1024  # longer texts are not confirmed: they ask
+_CACHE = 4096
+# The readers run with nothing from the caller's environment: no BASH_ENV, no locale surprises.
+_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "GOGC": "off", "GOMAXPROCS": "1"}
+
+
+def find_shfmt() -> str | None:
+    """The shfmt that came with gatekeeper (the ``shfmt-py`` package), else one on PATH."""
+    scripts = sysconfig.get_path("scripts")
+    for candidate in (os.path.join(scripts, "shfmt"), shutil.which("shfmt")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+class Prestarted:
+    """Processes of one command started before they are needed; each reads one input.
+
+    ``take`` hands out a process that is already waiting on its stdin (the fork and exec were
+    paid earlier); ``refill`` starts replacements, and is called when nobody waits.
+    """
+
+    def __init__(self, argv: Sequence[str], size: int = 2) -> None:
+        self.argv = list(argv)
+        self.size = size
+        self._ready: list[subprocess.Popen[bytes]] = []
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_ENV,
+            close_fds=True,
+        )
+
+    def refill(self) -> None:
+        while len(self._ready) < self.size:
+            self._ready.append(self._start())
+
+    def run(self, data: bytes, timeout: float) -> tuple[int, bytes, bytes] | None:
+        """(exit status, stdout, stderr) of one process fed ``data``; None on timeout."""
+        proc = self._ready.pop(0) if self._ready else self._start()
+        try:
+            out, err = proc.communicate(data, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=1)
+            return None
+        except OSError:
+            # A prestarted process that died (killed by someone) reads as a broken pipe.
+            with contextlib.suppress(OSError):
+                proc.kill()
+            return None
+        return proc.returncode, out, err
+
+    def close(self) -> None:
+        ready, self._ready = self._ready, []
+        for proc in ready:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                proc.communicate(timeout=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the readers said about one text: agreement, or why not."""
+
+    agrees: bool
+    why: str = ""
+
+
+class Readers:
+    """bash's reading of shell text through ``bash --pretty-print`` and mvdan/sh.
+
+    ``prestart`` processes of each reader wait ahead of need (0: start one per text, which is
+    what a one-shot ``gatekeeper check`` wants). Verdicts are cached per text.
+    """
+
+    def __init__(
+        self,
+        *,
+        bash: str = BASH,
+        shfmt: str | None = None,
+        timeout: float = TIMEOUT,
+        prestart: int = 0,
+    ) -> None:
+        self.bash = bash
+        self.shfmt = shfmt if shfmt is not None else find_shfmt()
+        self.timeout = timeout
+        self._bash = Prestarted([bash, "--noprofile", "--norc", "--pretty-print"], prestart)
+        self._shfmt = Prestarted([self.shfmt or "shfmt", "--to-json", "-ln", "bash"], prestart)
+        self._cache: OrderedDict[str, Verdict] = OrderedDict()
+        self.missing = self._check()
+        if self.missing:
+            log.warning("bash's reading cannot be confirmed: %s; allows become asks", self.missing)
+
+    def _check(self) -> str | None:
+        if self.shfmt is None:
+            return "shfmt (the shfmt-py package) is not installed"
+        try:
+            probe = subprocess.run(
+                [self.bash, "--noprofile", "--norc", "--pretty-print"],
+                input=b"true\n",
+                capture_output=True,
+                env=_ENV,
+                timeout=5,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{self.bash} --pretty-print failed: {exc}"
+        if probe.returncode != 0 or probe.stdout.strip() != b"true":
+            return f"{self.bash} has no --pretty-print (bash 5.2 or newer is needed)"
+        return None
+
+    def refill(self) -> None:
+        """Start the readers' next processes (call when idle)."""
+        if not self.missing:
+            self._bash.refill()
+            self._shfmt.refill()
+
+    def close(self) -> None:
+        self._bash.close()
+        self._shfmt.close()
+
+    def reading(self, text: str) -> Reading | str:
+        """bash's reading of ``text``, or why there is none."""
+        if self.missing:
+            return self.missing
+        data = text.encode("utf-8", "surrogateescape")
+        if len(data) > MAX_CONFIRM_BYTES:
+            return f"longer than {MAX_CONFIRM_BYTES} bytes: bash's reading is not checked"
+        printed = self._bash.run(data, self.timeout)
+        if printed is None:
+            return "bash --pretty-print did not answer in time"
+        status, canonical, err = printed
+        if status != 0:
+            first = err.decode("utf-8", "replace").strip().splitlines()[:1]
+            return "bash cannot parse it: " + (first[0] if first else f"status {status}")
+        tree = self._shfmt.run(canonical, self.timeout)
+        if tree is None:
+            return "shfmt did not answer in time"
+        status, out, err = tree
+        if status != 0:
+            first = err.decode("utf-8", "replace").strip().splitlines()[:1]
+            return "mvdan/sh cannot parse bash's print of it: " + (first[0] if first else "")
+        try:
+            return reading_of(json.loads(out), canonical)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return f"mvdan/sh's tree could not be read ({type(exc).__name__})"
+
+    def verdict(self, text: str, ours: Reading) -> Verdict:
+        hit = self._cache.get(text)
+        if hit is not None:
+            self._cache.move_to_end(text)
+            return hit
+        theirs = self.reading(text)
+        if isinstance(theirs, str):
+            verdict = Verdict(False, theirs)
+        else:
+            diff = difference(ours, theirs)
+            verdict = Verdict(diff is None, diff or "")
+        if not self.missing:
+            self._cache[text] = verdict
+            if len(self._cache) > _CACHE:
+                self._cache.popitem(last=False)
+        return verdict
+
+    def confirm(self, analysis: Analysis) -> tuple[Part, ...]:
+        """Parts to add to ``analysis``: none when bash reads every text as gatekeeper did."""
+        started = time.monotonic()
+        for source in dict.fromkeys(analysis.sources):
+            verdict = self.verdict(source.text, source.reading)
+            if not verdict.agrees:
+                log.debug("readings differ on %r: %s", source.text[:200], verdict.why)
+                return (
+                    Part(
+                        "bash",
+                        source.text[:200],
+                        "ask",
+                        f"bash may read this differently from gatekeeper: {verdict.why}",
+                    ),
+                )
+            if time.monotonic() - started > 4 * self.timeout:
+                return (Part("bash", source.text[:200], "ask", "confirming took too long"),)
+        return ()
+
+
+_shared: Readers | None = None
+
+
+def shared() -> Readers:
+    """One :class:`Readers` for in-process callers (``gatekeeper check``, ``policy lint``)."""
+    global _shared  # noqa: PLW0603 - one lazily built reader set per process
+    if _shared is None:
+        _shared = Readers()
+    return _shared
+
+
+def confirm(analysis: Analysis) -> tuple[Part, ...]:
+    """:meth:`Readers.confirm` with the shared readers: an ``engine.Confirmer``."""
+    return shared().confirm(analysis)

@@ -1,0 +1,240 @@
+"""tree-sitter-bash: parsing a piece of shell text, and small facts about its syntax nodes.
+
+The one place that knows tree-sitter's quirks and corrects those that bash reads differently
+(backslash-newlines taken for blanks, touching pieces split into two words, text dropped
+between words). Everything here is pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import tree_sitter_bash
+from tree_sitter import Language, Node, Parser, Tree
+
+from gatekeeper.shell.reading import EXPANSION, UNKNOWN
+from gatekeeper.shell.tables import names
+from gatekeeper.shell.words import decode_ansi_c, node_text, unescape_double, unescape_unquoted
+
+LANGUAGE = Language(tree_sitter_bash.language())
+FUNSUB = re.compile(r"\$\{[ \t\n|]")  # bash 5.3 ${ cmd; } and ${| cmd; }
+# tree-sitter-bash 0.25 reads out of bounds (and may crash the process) on code points from
+# plane 4 up after `{`, `$` …; no assigned character lives there but tag characters and
+# private use. Such text is never parsed.
+UNPARSABLE = re.compile("[\U00040000-\U0010ffff]")
+
+STATEMENTS = names(
+    "command list pipeline subshell compound_statement redirected_statement "
+    "negated_command if_statement while_statement for_statement c_style_for_statement "
+    "case_statement function_definition declaration_command unset_command test_command "
+    "variable_assignments do_group elif_clause else_clause case_item"
+)
+REDIRECTS = frozenset({"file_redirect", "heredoc_redirect", "herestring_redirect"})
+LITERAL_ARITH = frozenset(
+    {"number", "binary_expression", "unary_expression", "ternary_expression",
+     "parenthesized_expression"}
+)  # fmt: skip
+_TOKEN_TYPES = names(
+    "comment raw_string string ansi_c_string translated_string heredoc_body heredoc_start"
+)
+
+
+def parse(data: bytes) -> Tree:
+    """Parse shell source as bash reads it.
+
+    bash removes a backslash-newline outside quotes before it splits words (``r\\<newline>m``
+    is ``rm``); tree-sitter takes it for a blank. Such pairs are removed and the text parsed
+    again (a few rounds: removing one can reveal another). The tree's text is then the joined
+    text, not ``data``.
+    """
+    tree = Parser(LANGUAGE).parse(data)
+    for _ in range(4):
+        joined = join_continuations(data, tree.root_node)
+        if joined is None:
+            break
+        data = joined
+        tree = Parser(LANGUAGE).parse(data)
+    return tree
+
+
+def parses_cleanly(text: str) -> bool:
+    return not Parser(LANGUAGE).parse(text.encode("utf-8", "surrogateescape")).root_node.has_error
+
+
+def join_continuations(data: bytes, root: Node) -> bytes | None:
+    """``data`` without the backslash-newlines tree-sitter read as blanks; None if none."""
+    cuts: list[int] = []
+    i = data.find(b"\\\n")
+    while i != -1:
+        node: Node | None = root.descendant_for_byte_range(i, i + 1)
+        in_token = node is not None and node.child_count == 0 and node.start_byte <= i
+        while node is not None and not in_token:
+            in_token = node.type in _TOKEN_TYPES
+            node = node.parent
+        if not in_token:
+            cuts.append(i)
+        i = data.find(b"\\\n", i + 2)
+    if not cuts:
+        return None
+    out = bytearray()
+    last = 0
+    for c in cuts:
+        out += data[last:c]
+        last = c + 2
+    out += data[last:]
+    return bytes(out)
+
+
+def dropped_text(node: Node) -> bool:
+    """Whether anything but blanks lies between the children of node (tree-sitter drops `\\ `)."""
+    data = node.text or b""
+    base = node.start_byte
+    prev_end = None
+    for c in node.children:
+        if prev_end is not None and c.start_byte > prev_end:
+            gap = data[prev_end - base : c.start_byte - base]
+            if gap.strip(b" \t\n"):
+                return True
+        prev_end = c.end_byte
+    return False
+
+
+def touching_groups(nodes: Sequence[Node]) -> list[list[Node]]:
+    """Split nodes into bash words: nodes with no blank between them are one word."""
+    groups: list[list[Node]] = []
+    for n in nodes:
+        if groups and groups[-1][-1].end_byte == n.start_byte:
+            groups[-1].append(n)
+        else:
+            groups.append([n])
+    return groups
+
+
+def first_of_type(node: Node, node_type: str) -> Node | None:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.type == node_type:
+            return n
+        stack.extend(reversed(n.children))
+    return None
+
+
+def inside_double_quotes(node: Node) -> bool:
+    p = node.parent
+    while p is not None:
+        if p.type == "string":
+            return True
+        if p.type in ("command_substitution", "process_substitution", "program"):
+            return False
+        p = p.parent
+    return False
+
+
+def only_literal_arithmetic(node: Node) -> bool:
+    stack = list(node.named_children) if node.type == "arithmetic_expansion" else [node]
+    while stack:
+        c = stack.pop()
+        if c.type not in LITERAL_ARITH:
+            return False
+        stack.extend(c.named_children)
+    return True
+
+
+def counting_loop(node: Node) -> bool:
+    """``for ((i=0; i<3; i++))``: its variables start as literal numbers and the body does
+    not name them except as ``$i``/``${i}`` (``read i`` there would make ``i<3`` run code)."""
+    header = [c for c in node.named_children if c.type not in STATEMENTS]
+    body = node.child_by_field_name("body")
+    literal: set[str] = set()
+    seen: set[str] = set()
+    for c in header:
+        stack = [c]
+        while stack:
+            n = stack.pop()
+            if n.type == "variable_assignment":
+                name, value = n.child_by_field_name("name"), n.child_by_field_name("value")
+                if name is None or value is None or value.type != "number":
+                    return False
+                literal.add(node_text(name))
+                seen.add(node_text(name))
+                continue
+            if n.type in ("variable_name", "word"):
+                seen.add(node_text(n))
+            elif n.type not in LITERAL_ARITH and n.type != "postfix_expression":
+                return False
+            stack.extend(n.named_children)
+    if not seen <= literal or not all(re.search("[a-z]", n) for n in seen):
+        return False  # (PATH, IFS, HOME … are upper case: `for ((PATH=0;;))` changes PATH)
+    body_text = node_text(body) if body is not None else ""
+    return not any(re.search(rf"(?<![$\w{{])\b{re.escape(name)}\b", body_text) for name in seen)
+
+
+def inside_single_bracket_test(node: Node) -> bool:
+    p = node.parent
+    while p is not None and p.type != "test_command":
+        p = p.parent
+    return p is not None and bool(p.children) and p.children[0].type == "["
+
+
+def may_match_dotdot(component: str) -> bool:
+    return component.startswith(".") and bool(re.search(r"[*?\[]", component))
+
+
+# --------------------------------------------------------------------------------------------
+# Signatures: a word as a reading records it (gatekeeper.shell.reading)
+
+_EXPANSIONS = frozenset(
+    {"simple_expansion", "expansion", "command_substitution", "process_substitution",
+     "arithmetic_expansion"}
+)  # fmt: skip
+
+
+def signature(nodes: Sequence[Node]) -> str:
+    """The signature of one bash word made of touching nodes: quote removal, expansions as
+    :data:`~gatekeeper.shell.reading.EXPANSION`."""
+    out: list[str] = []
+    for i, n in enumerate(nodes):
+        if n.type == "$" and i + 1 < len(nodes) and nodes[i + 1].type == "string":
+            continue  # $"…": a translated string reads as a double-quoted one
+        out.append(_signature(n))
+    return "".join(out)
+
+
+def _signature(node: Node) -> str:
+    t = node.type
+    if t == "word":
+        return unescape_unquoted(node_text(node))[0]
+    if t in ("number", "variable_name"):
+        return node_text(node)
+    if t == "raw_string":
+        return node_text(node)[1:-1]
+    if t == "ansi_c_string":
+        decoded = decode_ansi_c(node_text(node)[2:-1])
+        return UNKNOWN + "ansi" if decoded is None else decoded
+    if t in _EXPANSIONS:
+        return EXPANSION
+    if t in ("string", "translated_string"):
+        data = node.text or b""
+        base = node.start_byte
+        lo = data.index(b'"') + 1 if b'"' in data else 0
+        hi = len(data) - 1 if len(data) > lo and data.endswith(b'"') else len(data)
+        pieces: list[str] = []
+        pos = lo
+        for c in node.named_children:
+            if c.type == "string_content":
+                continue
+            a, b = c.start_byte - base, c.end_byte - base
+            if a < pos or b > hi:
+                continue
+            pieces.append(unescape_double(data[pos:a].decode("utf-8", "surrogateescape")))
+            pieces.append(EXPANSION if c.type in _EXPANSIONS else UNKNOWN + c.type)
+            pos = b
+        pieces.append(unescape_double(data[pos:hi].decode("utf-8", "surrogateescape")))
+        return "".join(pieces)
+    if t == "concatenation":
+        return signature(node.children)
+    if node.child_count == 0:
+        return unescape_unquoted(node_text(node))[0]
+    return UNKNOWN + t

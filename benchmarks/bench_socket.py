@@ -82,8 +82,27 @@ COMMANDS: tuple[str, ...] = (
     "psql -h localhost -U app -c 'select count(*) from users'",
 )
 
+# Commands the example agent allows (npm*, git status*, go*, docker build* …): each one sent
+# with a suffix never seen before is a cold allow, which the independent readers confirm.
+# Plain ones (bash's print is read directly) and ones with quotes and expansions (bash's print
+# is read by mvdan/sh), as agents send them.
+ALLOWED: tuple[str, ...] = (
+    "npm test",
+    "git status --short",
+    "go test ./... -count=1",
+    "npm run build && npm run lint",
+    "git log --format='%h %s' -20",
+    "docker build -t api:dev .",
+    "pip install -r requirements.txt",
+    'go test ./... -run "TestLogin|TestLogout"',
+    "npm test -- --grep 'login flow' --reporter=dot",
+    'go build -ldflags "-X main.version=$VERSION" ./cmd/api',
+)
+
 TARGETS = {  # what the design asks for
     "rules_5000_over_15_mean": 1.2,
+    "cold_allow_p50_ms": 3.0,
+    "cold_allow_p99_ms": 10.0,
     "one_client_mean_over_echo": 1.5,
     "eight_client_p99_over_echo": 3.0,
     "run_true_minus_direct_ms": 2.0,
@@ -335,10 +354,13 @@ class CheckClient:
     stop_at: int
     pins: set[int] | None
     unique: bool = False  # a command never seen before on every request: nothing cached
+    commands: tuple[str, ...] = COMMANDS
+    expect: bytes = b""  # a decision every reply must carry (else it counts as an error)
 
-    def line(self, templates: list[tuple[bytes, bytes]], i: int) -> bytes:
+    def line(self, templates: list[tuple[bytes, bytes]], i: int, tag: str = "") -> bytes:
         if self.unique:
-            head, tail = request_parts(f"{COMMANDS[i % len(COMMANDS)]} n{i}", self.agent)
+            cmd = self.commands[i % len(self.commands)]
+            head, tail = request_parts(f"{cmd} n{tag}{i}", self.agent)
         else:
             head, tail = templates[i % len(templates)]
         return head + str(i).encode() + tail
@@ -346,12 +368,13 @@ class CheckClient:
     def __call__(self, out: Pipe) -> None:
         try:
             pin(self.pins)
-            templates = [request_parts(c, self.agent) for c in COMMANDS]
+            tag = f"{os.getpid()}x{time.monotonic_ns()}x"  # new to the daemon in every round
+            templates = [request_parts(c, self.agent) for c in self.commands]
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.connect(self.path)
                 i = self.offset
                 while time.monotonic_ns() < self.warm_until:  # fresh connection: warm up
-                    sock.sendall(self.line(templates, i))
+                    sock.sendall(self.line(templates, i, tag))
                     reply = json.loads(recv_line(sock))
                     if reply.get("id") != i or "error" in reply:
                         raise RuntimeError(f"bad reply to request {i}: {reply}")
@@ -362,13 +385,15 @@ class CheckClient:
                 perf = time.perf_counter_ns
                 began = perf()
                 while time.monotonic_ns() < self.stop_at:
-                    line = self.line(templates, i)
+                    line = self.line(templates, i, tag)
                     t0 = perf()
                     sock.sendall(line)
                     reply_bytes = recv_line(sock)
                     t1 = perf()
                     lat.append(t1 - t0)
-                    if b'"error":{' in reply_bytes:
+                    if b'"error":{' in reply_bytes or (
+                        self.expect and b'"decision":"' + self.expect + b'"' not in reply_bytes
+                    ):
                         errors += 1
                     i += 1
                 span = perf() - began
@@ -577,6 +602,7 @@ class Series:
 # Targets whose every request is a new command line: the daemon parses and decides each one
 # from scratch (tree-sitter, walk, rules, encoding), with no analysis or reply cache hit.
 UNCACHED = frozenset({"15 rules, new command each time", "5,000 rules, new command each time"})
+COLD_ALLOW = "15 rules, new allowed command"  # every request a cold allow, readers included
 
 
 def measure_checks(
@@ -598,7 +624,9 @@ def measure_checks(
                     warm_until,
                     stop_at,
                     where.client,
-                    unique=name in UNCACHED,
+                    unique=name in UNCACHED or name == COLD_ALLOW,
+                    commands=ALLOWED if name == COLD_ALLOW else COMMANDS,
+                    expect=b"allow" if name == COLD_ALLOW else b"",
                 )
                 for c in range(clients)
             ]
@@ -699,6 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("15 rules + audit log", srv_audit, "backend-engineer"),
                 ("15 rules, new command each time", srv15, "backend-engineer"),
                 ("5,000 rules, new command each time", srv5k, "generated-5000"),
+                (COLD_ALLOW, srv15, "backend-engineer"),
             ]
             say(f"check, 1 client: {mode.rounds} interleaved rounds of {mode.window_s:g} s …")
             one = measure_checks(one_targets, 1, mode, where)
@@ -712,7 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    e1, r15, r5k, aud, new15, new5k = (one[n] for n, _, _ in one_targets)
+    e1, r15, r5k, aud, new15, new5k, cold = (one[n] for n, _, _ in one_targets)
     e8, r15_8, r5k_8 = (eight[n] for n, _, _ in one_targets[:3])
     run_d = RunResult.stats(runs.through_daemon)
     run_x = RunResult.stats(runs.direct)
@@ -728,6 +757,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "uncached_5000_over_15_mean": new5k.mean_us / new15.mean_us,
         "audit_us_per_check_mean": aud.mean_us - r15.mean_us,
         "audit_us_per_check_p50": aud.pct(0.5) - r15.pct(0.5),
+        "cold_allow_p50_ms": cold.pct(0.5) / 1000,
+        "cold_allow_p99_ms": cold.pct(0.99) / 1000,
+        "cold_allow_mean_over_echo": cold.mean_us / e1.mean_us,
     }
     elapsed = time.monotonic() - began
     result = {
@@ -736,7 +768,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
         "placement": where.describe(),
         "commands": list(COMMANDS),
-        "check_1_client": [s.to_json() for s in (e1, r15, r5k, aud)],
+        "allowed_commands": list(ALLOWED),
+        "check_1_client": [s.to_json() for s in (e1, r15, r5k, aud, new15, new5k, cold)],
         "check_8_clients": [s.to_json() for s in (e8, r15_8, r5k_8)],
         "run_true": {"through_daemon": run_d, "direct_bash_c": run_x},
         "audit_log_records": audit_lines,
@@ -767,7 +800,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"check round trips: each figure is the median over {mode.rounds} rounds of that "
         "round's figure (all clients pooled)"
     )
-    print(table([e1, r15, r5k, aud, new15, new5k, e8, r15_8, r5k_8]))
+    print(table([e1, r15, r5k, aud, new15, new5k, cold, e8, r15_8, r5k_8]))
     print()
     print("run `true` (ms)          n      mean     p50     p99")
     for label, st in (("through the daemon", run_d), ("bash -c true direct", run_x)):
@@ -803,6 +836,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"  run true - direct (mean, ms)           {ratios['run_true_minus_direct_ms']:6.2f}"
         f"  (≤ 2 ms)  {verdict('run_true_minus_direct_ms')}"
+    )
+    print(
+        f"  new allowed command, p50 (ms)          {ratios['cold_allow_p50_ms']:6.2f}"
+        f"  (≤ 3 ms)  {verdict('cold_allow_p50_ms')}"
+    )
+    print(
+        f"  new allowed command, p99 (ms)          {ratios['cold_allow_p99_ms']:6.2f}"
+        f"  (≤ 10 ms) {verdict('cold_allow_p99_ms')}"
+        f"   [mean / echo mean {ratios['cold_allow_mean_over_echo']:.1f}]"
     )
     print(
         "  uncached (every command new: parse, walk, decide, encode each time), for reference:\n"

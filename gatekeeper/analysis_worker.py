@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import sys
 from collections import OrderedDict, deque
 from collections.abc import Hashable
@@ -286,14 +287,19 @@ def main() -> int:
 
     ``{"op": "analyse", "c": command, "w": cwd, "h": home}`` → ``{"parts": […]}``;
     ``{"op": "confirm", …}`` → ``{"extra": […]}`` (parts the independent readers add: none when
-    they agree); bad input → ``{"error": "…"}``.
+    they agree); bad input → ``{"error": "…"}``. Between requests, while none waits, it starts
+    the readers' next processes, so that a confirmation finds them ready.
     """
-    readers = Readers(prestart=1)
+    readers = Readers(prestart=2)
     analyses: OrderedDict[tuple[str, str, str | None], Analysis] = OrderedDict()
     out = sys.stdout.buffer
+    lines = _Lines(sys.stdin.fileno())
     try:
         readers.refill()
-        for line in sys.stdin.buffer:
+        while True:
+            line = lines.next()
+            if line is None:
+                break
             try:
                 req = json.loads(line)
                 key = (str(req["c"]), str(req["w"]), req.get("h"))
@@ -308,10 +314,32 @@ def main() -> int:
                 reply = {"error": str(exc)}
             out.write(json.dumps(reply).encode() + b"\n")
             out.flush()
-            readers.refill()  # the next readers start while nobody waits
+            while not lines.pending() and readers.refill_one():
+                pass  # the next readers start while nobody waits
     finally:
         readers.close()
     return 0
+
+
+class _Lines:
+    """Lines from a file descriptor, and whether one is waiting (unlike a buffered file,
+    which may hold the next line where ``select`` cannot see it)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+
+    def next(self) -> bytes | None:
+        while b"\n" not in self.buf:
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def pending(self) -> bool:
+        return b"\n" in self.buf or bool(select.select([self.fd], [], [], 0)[0])
 
 
 if __name__ == "__main__":

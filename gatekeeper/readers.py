@@ -7,6 +7,8 @@ An ``allow`` stands only when these agree with the tree-sitter walk on every tex
    and prints bash's canonical form of it, running nothing;
 2. ``shfmt --to-json`` (mvdan/sh, a parser family of its own) turns that canonical form into a
    syntax tree, which :mod:`gatekeeper.shell.mvdan` turns into a reading;
+   — unless the print is plain (words and list operators only), which
+   :mod:`gatekeeper.shell.canonical` reads directly: bash's reading without a second parser;
 3. the reading is compared with the walk's (:func:`gatekeeper.shell.reading.difference`).
 
 Any difference, error, timeout or missing reader is an ``ask`` part: never an allow. Both
@@ -21,6 +23,8 @@ import contextlib
 import json
 import logging
 import os
+import secrets
+import select
 import shutil
 import subprocess
 import sysconfig
@@ -30,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gatekeeper.shell import Analysis, Part
+from gatekeeper.shell.canonical import simple_reading
 from gatekeeper.shell.mvdan import reading_of
 from gatekeeper.shell.reading import Reading, difference
 
@@ -75,8 +80,14 @@ class Prestarted:
         )
 
     def refill(self) -> None:
-        while len(self._ready) < self.size:
-            self._ready.append(self._start())
+        while self.refill_one():
+            pass
+
+    def refill_one(self) -> bool:
+        if len(self._ready) >= self.size:
+            return False
+        self._ready.append(self._start())
+        return True
 
     def run(self, data: bytes, timeout: float) -> tuple[int, bytes, bytes] | None:
         """(exit status, stdout, stderr) of one process fed ``data``; None on timeout."""
@@ -102,6 +113,87 @@ class Prestarted:
                 proc.kill()
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 proc.communicate(timeout=1)
+
+
+class StreamingPrinter:
+    """One long-lived ``bash --pretty-print`` that prints text after text from its stdin.
+
+    In pretty-print mode bash parses and prints each command and runs nothing (not even a
+    substitution: checked). Each text is followed by a command that only this request can
+    spell, ``: GKEND_<random>``; bash's print of the text is everything before that line. A
+    text that leaves something open (a quote, a here-document) swallows the sentinel: no
+    answer within ``timeout``, and the process is replaced. So is one that ends in an error
+    (bash stops at a syntax error) or prints a warning.
+    """
+
+    def __init__(self, argv: Sequence[str], timeout: float = 0.5) -> None:
+        self.argv = list(argv)
+        self.timeout = timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            self._retire()
+            self._proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_ENV,
+                close_fds=True,
+            )
+
+    def _retire(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                proc.communicate(timeout=1)
+
+    def run(self, data: bytes, timeout: float) -> tuple[int, bytes, bytes] | None:
+        """(0, bash's print, b"") — or (status, b"", stderr) on an error, None on timeout."""
+        self.start()
+        proc = self._proc
+        assert proc is not None  # noqa: S101 - started above
+        assert proc.stdin is not None  # noqa: S101 - always piped
+        assert proc.stdout is not None  # noqa: S101
+        assert proc.stderr is not None  # noqa: S101
+        sentinel = b": GKEND_" + secrets.token_hex(12).encode() + b"\n"
+        try:
+            proc.stdin.write(data + b"\n" + sentinel)
+            proc.stdin.flush()
+        except OSError:
+            self._retire()
+            return None
+        deadline = time.monotonic() + min(timeout, self.timeout)
+        out = b""
+        out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+        while True:
+            end = out.find(b"\n" + sentinel)
+            if end >= 0 or out.startswith(sentinel):
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._retire()
+                return None
+            ready, _, _ = select.select([out_fd, err_fd], [], [], left)
+            if err_fd in ready:
+                # bash only writes to stderr on an error (and then stops) or a warning
+                err = os.read(err_fd, 65536)
+                status = 2
+                self._retire()
+                return status, b"", err
+            if out_fd in ready:
+                chunk = os.read(out_fd, 1 << 20)
+                if not chunk:
+                    self._retire()
+                    return 2, b"", b"bash stopped"
+                out += chunk
+        return 0, (out[: end + 1] if end >= 0 else b""), b""
+
+    def close(self) -> None:
+        self._retire()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +222,7 @@ class Readers:
         self.bash = bash
         self.shfmt = shfmt if shfmt is not None else find_shfmt()
         self.timeout = timeout
-        self._bash = Prestarted([bash, "--noprofile", "--norc", "--pretty-print"], prestart)
+        self._bash = StreamingPrinter([bash, "--noprofile", "--norc", "--pretty-print"])
         self._shfmt = Prestarted([self.shfmt or "shfmt", "--to-json", "-ln", "bash"], prestart)
         self._cache: OrderedDict[str, Verdict] = OrderedDict()
         self.missing = self._check()
@@ -158,8 +250,14 @@ class Readers:
     def refill(self) -> None:
         """Start the readers' next processes (call when idle)."""
         if not self.missing:
-            self._bash.refill()
+            self._bash.start()
             self._shfmt.refill()
+
+    def refill_one(self) -> bool:
+        """Start at most one reader process that is missing; whether one was started."""
+        if self.missing:
+            return False
+        return self._shfmt.refill_one()
 
     def close(self) -> None:
         self._bash.close()
@@ -179,6 +277,9 @@ class Readers:
         if status != 0:
             first = err.decode("utf-8", "replace").strip().splitlines()[:1]
             return "bash cannot parse it: " + (first[0] if first else f"status {status}")
+        plain = simple_reading(canonical.decode("utf-8", "surrogateescape"))
+        if plain is not None:
+            return plain  # bash's print of a plain line reads without a parser
         tree = self._shfmt.run(canonical, self.timeout)
         if tree is None:
             return "shfmt did not answer in time"

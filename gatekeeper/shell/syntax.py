@@ -2,7 +2,7 @@
 
 The one place that knows tree-sitter's quirks and corrects those that bash reads differently
 (backslash-newlines taken for blanks, touching pieces split into two words, text dropped
-between words). Everything here is pure.
+between tokens or swallowed into a word: :func:`misread`). Everything here is pure.
 """
 
 from __future__ import annotations
@@ -55,7 +55,56 @@ def parse(data: bytes) -> Tree:
             break
         data = joined
         tree = Parser(LANGUAGE).parse(data)
+    for _ in range(3):
+        repaired = quote_dropped_words(data, tree.root_node)
+        if repaired is None:
+            break
+        data = repaired
+        tree = Parser(LANGUAGE).parse(data)
     return tree
+
+
+_PLAIN_WORDS = re.compile(rb"[ \t]*[A-Za-z0-9_@%+=:,./-]+(?:[ \t]+[A-Za-z0-9_@%+=:,./-]+)*[ \t]*")
+
+
+def quote_dropped_words(data: bytes, root: Node) -> bytes | None:
+    """``data`` with plain words tree-sitter skipped put in single quotes; None if none.
+
+    tree-sitter drops a lone ``-`` before a here-document (``python3 - <<EOF``), a word bash
+    reads like any other. Quoting a word of plain characters does not change what bash reads;
+    it lets tree-sitter see it. Other skipped text is left for :func:`misread` to report.
+    """
+    cuts: list[tuple[int, int]] = []
+    for start, end in _gaps(root):
+        gap = data[start:end]
+        if gap.strip(b" \t\n") and _PLAIN_WORDS.fullmatch(gap):
+            cuts.append((start, end))
+    if not cuts:
+        return None
+    out = bytearray()
+    last = 0
+    for start, end in cuts:
+        out += data[last:start]
+        out += re.sub(rb"[^ \t]+", lambda m: b"'" + m.group(0) + b"'", data[start:end])
+        last = end
+    out += data[last:]
+    return bytes(out)
+
+
+def _gaps(root: Node) -> list[tuple[int, int]]:
+    """Byte ranges between consecutive tokens of the tree (see :func:`misread`)."""
+    out: list[tuple[int, int]] = []
+    prev_end = root.start_byte
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if n.child_count == 0 or n.type in _OPAQUE:
+            if n.start_byte > prev_end:
+                out.append((prev_end, n.start_byte))
+            prev_end = max(prev_end, n.end_byte)
+            continue
+        stack.extend(reversed(n.children))
+    return out
 
 
 def parses_cleanly(text: str) -> bool:
@@ -84,20 +133,6 @@ def join_continuations(data: bytes, root: Node) -> bytes | None:
         last = c + 2
     out += data[last:]
     return bytes(out)
-
-
-def dropped_text(node: Node) -> bool:
-    """Whether anything but blanks lies between the children of node (tree-sitter drops `\\ `)."""
-    data = node.text or b""
-    base = node.start_byte
-    prev_end = None
-    for c in node.children:
-        if prev_end is not None and c.start_byte > prev_end:
-            gap = data[prev_end - base : c.start_byte - base]
-            if gap.strip(b" \t\n"):
-                return True
-        prev_end = c.end_byte
-    return False
 
 
 def touching_groups(nodes: Sequence[Node]) -> list[list[Node]]:
@@ -238,3 +273,38 @@ def _signature(node: Node) -> str:
     if node.child_count == 0:
         return unescape_unquoted(node_text(node))[0]
     return UNKNOWN + t
+
+
+# --------------------------------------------------------------------------------------------
+# Text tree-sitter dropped or swallowed
+
+# Tokens read as a whole: what lies inside them is theirs to account for.
+_OPAQUE = names(
+    "word number string raw_string ansi_c_string translated_string comment heredoc_body "
+    "heredoc_start heredoc_end regex extglob_pattern string_content heredoc_content "
+    "special_variable_name variable_name test_operator file_descriptor"
+)
+_UNESCAPED_NEWLINE = re.compile(rb"(?<!\\)(?:\\\\)*\n")
+
+
+def misread(root: Node) -> str | None:
+    """Why tree-sitter's tree does not account for the text the way bash reads it, or None.
+
+    bash reads every character: between two tokens there may be only blanks and newlines,
+    and an unquoted word never holds a newline. tree-sitter sometimes skips text it cannot
+    place (`>\\ <tab>f` loses the escaped blank) or lets a word run across a newline
+    (`wc 1<newline>\\sudo` makes `\\sudo` an argument of wc, where bash runs sudo).
+    """
+    data = root.text or b""
+    for start, end in _gaps(root):
+        gap = data[start:end]
+        if gap.strip(b" \t\n"):
+            return "text tree-sitter did not read: " + repr(gap.decode("utf-8", "replace"))
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if n.type == "word" and _UNESCAPED_NEWLINE.search(n.text or b""):
+            return "a word tree-sitter read across a newline"
+        if n.type not in _OPAQUE:
+            stack.extend(n.children)
+    return None

@@ -32,11 +32,11 @@ from gatekeeper.shell.syntax import (
     STATEMENTS,
     UNPARSABLE,
     counting_loop,
-    dropped_text,
     first_of_type,
     inside_double_quotes,
     inside_single_bracket_test,
     may_match_dotdot,
+    misread,
     only_literal_arithmetic,
     parse,
     parses_cleanly,
@@ -138,6 +138,10 @@ class Walker:
             if root.has_error:
                 self.unsure(text, "bash syntax gatekeeper cannot parse with confidence")
                 self.funsubs(text, cwds, depth)
+            else:
+                problem = misread(root)
+                if problem is not None:
+                    self.unsure(text[:200], problem)
             before = len(self.parts)
             _ok, after = self.stmt(root, cwds, depth)
             new = self.parts[before:]
@@ -305,16 +309,29 @@ class Walker:
             # `[` is an ordinary command to bash: `|`, `&`, `;`, `<`, `>` between `[` and `]`
             # are pipes, lists and redirections, not test operators. Read it as the command
             # `\[ …` (the backslash keeps tree-sitter from its test grammar; bash removes it).
-            text = "\\" + node_text(node)
-            tree = parse(text.encode("utf-8", "surrogateescape"))
-            if tree.root_node.has_error:
-                self.unsure(node_text(node)[:200], "a [ test gatekeeper cannot parse as bash does")
+            root = self.as_command(node)
+            if root is None:
                 self.scan(node, cwds, depth)
                 return None, None
-            return self.stmt(tree.root_node, cwds, depth)
+            return self.stmt(root, cwds, depth)
         self.record(Record((), ("[[",)))
         self.scan(node, cwds, depth, test_context=True)
         return cwds, cwds
+
+    def as_command(self, node: Node) -> Node | None:
+        """A ``[ … ]`` test read again as the ordinary command it is to bash: the text with
+        its ``[`` escaped (which keeps tree-sitter from its test grammar; bash removes the
+        backslash). None, after an ask, if that does not parse cleanly."""
+        tree = parse(("\\" + node_text(node)).encode("utf-8", "surrogateescape"))
+        problem = (
+            "a [ test gatekeeper cannot parse as bash does"
+            if tree.root_node.has_error
+            else (misread(tree.root_node))
+        )
+        if problem is not None:
+            self.unsure(node_text(node)[:200], problem)
+            return None
+        return tree.root_node
 
     def sequence(self, nodes: Iterable[Node], cwds: Cwds, depth: int) -> Flow:
         items = [c for c in nodes if c.is_named or c.type == "&"]
@@ -394,9 +411,12 @@ class Walker:
                 redirects.append(c)
         extra_words: list[Node] = []
         continuations: list[Node] = []
-        for r in redirects:
+        for r in list(redirects):
             extra_words.extend(redirect_extra_words(r))
             continuations.extend(redirect_continuations(r))
+            # `cat <<EOF > f`: tree-sitter hangs `> f` inside the here-document's node
+            redirects.extend(c for c in r.children if r.type == "heredoc_redirect"
+                             and c.type in REDIRECTS)  # fmt: skip
         if body is None:
             self.record(Record((), (), tuple(self.redirection(r) for r in redirects)))
             for r in redirects:
@@ -431,11 +451,11 @@ class Walker:
             return cwds, cwds
         if body.type == "test_command" and body.children and body.children[0].type == "[":
             # `[ … ] > f`: one ordinary command and its redirections
-            text = "\\" + node_text(body)
-            tree = parse(text.encode("utf-8", "surrogateescape"))
-            inner = tree.root_node.named_children
-            if not tree.root_node.has_error and len(inner) == 1:
-                return self.with_redirects(inner[0], redirects, extra_words, cwds, depth)
+            root = self.as_command(body)
+            if root is not None and len(root.named_children) == 1:
+                return self.with_redirects(
+                    root.named_children[0], redirects, extra_words, cwds, depth
+                )
         if redirects:
             self.record(Record((), (COMPOUND,), tuple(self.redirection(r) for r in redirects)))
         ok, every = self.stmt(body, cwds, depth)
@@ -522,9 +542,6 @@ class Walker:
             elif any(r.type != "file_redirect" for r in redirects):
                 self.unsure(node_text(node), "no command")
             return cwds, cwds
-        if dropped_text(node):
-            floor = "ask"
-            notes.append("text between words tree-sitter did not read (e.g. a lone `\\ `)")
         name_inner = name_node.named_children[0] if name_node.named_children else name_node
         # bash passes words in the order they appear, wherever tree-sitter filed them.
         nodes = sorted(
@@ -1111,7 +1128,11 @@ class Walker:
             if t == "command_substitution" and n.children and n.children[0].type == "`":
                 # bash reads `…` by removing the backslash of \\ \` \$ (and \" inside
                 # double quotes), then parses the result: nested backticks run too.
-                self.backticks(node_text(n)[1:-1], inside_double_quotes(n), cwds, depth)
+                text = node_text(n)
+                if _backtick_end(text) != len(text) - 1:
+                    # bash ends it at the first unescaped backtick; tree-sitter did not
+                    self.unsure(text[:200], "a backtick substitution bash ends elsewhere")
+                self.backticks(text[1:-1], inside_double_quotes(n), cwds, depth)
                 continue
             if t in ("command_substitution", "process_substitution"):
                 inner = list(n.named_children)
@@ -1272,7 +1293,7 @@ def redirect_continuations(r: Node) -> list[Node]:
     if r.type != "heredoc_redirect":
         return []
     skip = ("heredoc_start", "heredoc_body", "heredoc_end", "<<", "<<-")
-    return [c for c in r.children if c.type not in skip]
+    return [c for c in r.children if c.type not in skip and c.type not in REDIRECTS]
 
 
 def heredoc_raw_body(r: Node) -> str:
@@ -1328,6 +1349,20 @@ def heredoc_boundary_problem(r: Node, body: str, *, strip_tabs: bool, quoted: bo
         if (line.lstrip("\t") if strip_tabs else line) == delimiter:
             return "bash ends this here-document at an earlier line"
     return None
+
+
+def _backtick_end(text: str) -> int:
+    """Where bash ends the backtick substitution that ``text`` starts: its first backtick
+    after the opening one that no backslash escapes (-1: none)."""
+    i = 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == "`":
+            return i
+        i += 1
+    return -1
 
 
 def _ends_in_escape(line: str) -> bool:

@@ -222,7 +222,12 @@ def decide_analysis(
     lookup = policy.lookup
     decided: list[PartDecision] = []
     for p in parts:
-        if p.variants or session is not None or p.floor != "allow":
+        if (
+            p.variants
+            or session is not None
+            or p.floor != "allow"
+            or (p.permission == "bash" and "/" in p.subject.partition(" ")[0])
+        ):
             decided.append(decide_part(policy, p, session))
         else:  # the common case, inlined: one rule lookup, nothing to raise it
             action, rule = lookup(p.permission, p.subject)

@@ -26,6 +26,7 @@ import os
 import secrets
 import select
 import shutil
+import signal
 import subprocess
 import sysconfig
 import time
@@ -70,14 +71,7 @@ class Prestarted:
         self._ready: list[subprocess.Popen[bytes]] = []
 
     def _start(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            self.argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_ENV,
-            close_fds=True,
-        )
+        return _spawn(self.argv)
 
     def refill(self) -> None:
         while self.refill_one():
@@ -91,28 +85,42 @@ class Prestarted:
 
     def run(self, data: bytes, timeout: float) -> tuple[int, bytes, bytes] | None:
         """(exit status, stdout, stderr) of one process fed ``data``; None on timeout."""
-        proc = self._ready.pop(0) if self._ready else self._start()
+        try:
+            proc = self._ready.pop(0) if self._ready else self._start()
+        except OSError:
+            return None
         try:
             out, err = proc.communicate(data, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.communicate(timeout=1)
-            return None
-        except OSError:
-            # A prestarted process that died (killed by someone) reads as a broken pipe.
-            with contextlib.suppress(OSError):
-                proc.kill()
+        except (subprocess.TimeoutExpired, OSError):
+            # too slow, or a prestarted process that died (a broken pipe)
+            _kill(proc)
             return None
         return proc.returncode, out, err
 
     def close(self) -> None:
         ready, self._ready = self._ready, []
         for proc in ready:
-            with contextlib.suppress(OSError):
-                proc.kill()
-            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-                proc.communicate(timeout=1)
+            _kill(proc)
+
+
+def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    # A session of its own: a reader and anything it started die together (_kill).
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_ENV,
+        close_fds=True,
+        start_new_session=True,
+    )
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        proc.communicate(timeout=1)
 
 
 class StreamingPrinter:
@@ -134,26 +142,19 @@ class StreamingPrinter:
     def start(self) -> None:
         if self._proc is None or self._proc.poll() is not None:
             self._retire()
-            self._proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=_ENV,
-                close_fds=True,
-            )
+            self._proc = _spawn(self.argv)
 
     def _retire(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            with contextlib.suppress(OSError):
-                proc.kill()
-            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-                proc.communicate(timeout=1)
+            _kill(proc)
 
     def run(self, data: bytes, timeout: float) -> tuple[int, bytes, bytes] | None:
         """(0, bash's print, b"") — or (status, b"", stderr) on an error, None on timeout."""
-        self.start()
+        try:
+            self.start()
+        except OSError:
+            return None
         proc = self._proc
         assert proc is not None  # noqa: S101 - started above
         assert proc.stdin is not None  # noqa: S101 - always piped
@@ -224,14 +225,19 @@ class Readers:
         self.timeout = timeout
         self._bash = StreamingPrinter([bash, "--noprofile", "--norc", "--pretty-print"])
         self._shfmt = Prestarted([self.shfmt or "shfmt", "--to-json", "-ln", "bash"], prestart)
-        self._cache: OrderedDict[str, Verdict] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, Reading], Verdict] = OrderedDict()
         self.missing = self._check()
         if self.missing:
             log.warning("bash's reading cannot be confirmed: %s; allows become asks", self.missing)
+        self.no_mvdan = (
+            None
+            if self.shfmt is not None and os.access(self.shfmt, os.X_OK)
+            else "shfmt (the shfmt-py package) is not installed"
+        )
+        if self.no_mvdan and not self.missing:
+            log.warning("%s: only plain lines can be confirmed, other allows ask", self.no_mvdan)
 
     def _check(self) -> str | None:
-        if self.shfmt is None:
-            return "shfmt (the shfmt-py package) is not installed"
         try:
             probe = subprocess.run(
                 [self.bash, "--noprofile", "--norc", "--pretty-print"],
@@ -249,15 +255,17 @@ class Readers:
 
     def refill(self) -> None:
         """Start the readers' next processes (call when idle)."""
-        if not self.missing:
-            self._bash.start()
-            self._shfmt.refill()
+        while self.refill_one():
+            pass
 
     def refill_one(self) -> bool:
         """Start at most one reader process that is missing; whether one was started."""
         if self.missing:
             return False
-        return self._shfmt.refill_one()
+        with contextlib.suppress(OSError):
+            self._bash.start()
+            return False if self.no_mvdan else self._shfmt.refill_one()
+        return False
 
     def close(self) -> None:
         self._bash.close()
@@ -280,6 +288,8 @@ class Readers:
         plain = simple_reading(canonical.decode("utf-8", "surrogateescape"))
         if plain is not None:
             return plain  # bash's print of a plain line reads without a parser
+        if self.no_mvdan:
+            return self.no_mvdan
         tree = self._shfmt.run(canonical, self.timeout)
         if tree is None:
             return "shfmt did not answer in time"
@@ -293,9 +303,11 @@ class Readers:
             return f"mvdan/sh's tree could not be read ({type(exc).__name__})"
 
     def verdict(self, text: str, ours: Reading) -> Verdict:
-        hit = self._cache.get(text)
+        """Whether bash reads ``text`` as ``ours`` says (remembered per text and reading)."""
+        key = (text, ours)
+        hit = self._cache.get(key)
         if hit is not None:
-            self._cache.move_to_end(text)
+            self._cache.move_to_end(key)
             return hit
         theirs = self.reading(text)
         if isinstance(theirs, str):
@@ -304,7 +316,7 @@ class Readers:
             diff = difference(ours, theirs)
             verdict = Verdict(diff is None, diff or "")
         if not self.missing:
-            self._cache[text] = verdict
+            self._cache[key] = verdict
             if len(self._cache) > _CACHE:
                 self._cache.popitem(last=False)
         return verdict

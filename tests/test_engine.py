@@ -13,10 +13,12 @@ from gatekeeper.engine import (
     decide_command,
     decide_part,
     decide_path,
+    env_parts,
+    path_outside_rule,
 )
 from gatekeeper.errors import BadInput
 from gatekeeper.policy import Policy, load_policy_file, parse_policy
-from gatekeeper.shell import Part
+from gatekeeper.shell import Analysis, Part
 
 ROOT = "/proj"
 HOME = "/home/dev"
@@ -548,3 +550,65 @@ def test_nested_hiding_places_still_deny(policy: Policy, outer: str, inner: str)
     # Two hiding places, one inside the other; quoting may break: at least never allow.
     command = outer.format(inner.format("rm -rf x"))
     assert decide(policy, command) != "allow"
+
+
+# --------------------------------------------------------------------------------------------
+# Confirmation, paths as command words, the run's locale
+
+
+def test_a_would_be_allow_is_confirmed_and_an_ask_is_not(policy: Policy) -> None:
+    asked: list[str] = []
+
+    def confirm(analysis: Analysis) -> tuple[Part, ...]:
+        asked.append(analysis.command)
+        return (Part("bash", analysis.command, "ask", "the readers disagree"),)
+
+    assert decide_command(policy, "npm test", ROOT, confirm=confirm).decision == "ask"
+    assert decide_command(policy, "rm -rf x", ROOT, confirm=confirm).decision == "deny"
+    assert decide_command(policy, "make", ROOT, confirm=confirm).decision == "ask"
+    assert asked == ["npm test"]  # only the would-be allow paid for a confirmation
+
+
+def test_a_confirmed_allow_stays_allowed(policy: Policy) -> None:
+    d = decide_command(policy, "npm test", ROOT, confirm=lambda _a: ())
+    assert d.decision == "allow"
+
+
+@pytest.mark.parametrize(
+    ("subject", "pattern", "covered"),
+    [
+        ("npm test", "npm*", True),
+        ("npm/../../bin/rm -rf /", "npm*", False),
+        ("./gradlew build", "./gradlew *", True),
+        ("./gradlew build", "./grad*", True),  # a path the author wrote: the word stays in it
+        ("./grad/../../bin/rm", "./grad*", False),
+        ("./scripts/build.sh", "./scripts/*", True),
+        ("./scripts/../../bin/rm", "./scripts/*", False),
+        ("/usr/bin/git status", "/usr/bin/git *", True),
+        ("/usr/bin/git status", "*", True),
+        ("bin/tool", "?in/*", True),
+    ],
+)
+def test_a_path_command_word_needs_a_rule_that_names_it(
+    subject: str, pattern: str, covered: bool
+) -> None:
+    assert (path_outside_rule(subject, pattern) is None) == covered
+
+
+@pytest.mark.parametrize(
+    ("env", "command", "asks"),
+    [
+        ({"LANG": "zh_TW.BIG5"}, "echo 功能", True),
+        ({"LC_ALL": "ja_JP.SJIS", "LANG": "C.UTF-8"}, "echo ソ", True),
+        ({"LC_CTYPE": "zh_CN.GBK"}, "echo 中", True),
+        ({"LANG": "zh_TW.BIG5"}, "echo ascii only", False),
+        ({"LANG": "en_US.UTF-8"}, "echo 功能", False),
+        ({"LC_ALL": "C"}, "echo é", False),
+        ({"LANG": "C.utf8"}, "echo é", False),
+    ],
+)
+def test_a_locale_that_reads_bytes_otherwise_asks(
+    policy: Policy, env: dict[str, str], command: str, asks: bool
+) -> None:
+    parts = env_parts(env, command)
+    assert any("locale" in (p.note or "") for p in parts) == asks

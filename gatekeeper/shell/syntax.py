@@ -206,13 +206,6 @@ def counting_loop(node: Node) -> bool:
     return not any(re.search(rf"(?<![$\w{{])\b{re.escape(name)}\b", body_text) for name in seen)
 
 
-def inside_single_bracket_test(node: Node) -> bool:
-    p = node.parent
-    while p is not None and p.type != "test_command":
-        p = p.parent
-    return p is not None and bool(p.children) and p.children[0].type == "["
-
-
 def may_match_dotdot(component: str) -> bool:
     return component.startswith(".") and bool(re.search(r"[*?\[]", component))
 

@@ -77,15 +77,21 @@ def parse_state_change(cmd: str, args: Sequence[Word]) -> str | None:
     if cmd == "enable":
         return "enable loads or removes builtins"
     if cmd == "set":
-        for i, t in enumerate(texts):
-            if t in ("-o", "+o"):
+        i = 0
+        while i < len(texts):
+            t = texts[i]
+            if t == "--" or not t.startswith(("-", "+")) or t in ("-", "+"):
+                break
+            flags = t[1:]
+            if "o" in flags:  # `-o NAME`, also clustered: `-euo pipefail`
                 option = texts[i + 1] if i + 1 < len(texts) else ""
                 if option not in SAFE_SET_OPTIONS:
                     return f"set {t} {option} may change how bash reads the rest of the input"
-            elif t[:1] in "-+" and t not in ("-", "--") and set(t[1:]) - set(SAFE_SET_FLAGS):
+                flags = flags.replace("o", "")
+                i += 1
+            if set(flags) - set(SAFE_SET_FLAGS):
                 return f"set {t} may change how bash reads the rest of the input"
-            elif t == "--" or not t.startswith(("-", "+")):
-                break
+            i += 1
         return None
     return None
 

@@ -34,7 +34,6 @@ from gatekeeper.shell.syntax import (
     counting_loop,
     first_of_type,
     inside_double_quotes,
-    inside_single_bracket_test,
     may_match_dotdot,
     misread,
     only_literal_arithmetic,
@@ -95,6 +94,7 @@ class Walker:
         self.exhausted = False
         self.level = 0  # statements being walked, one inside the other
         self.too_deep = False
+        self._stderr_to_pipe = False  # the command being walked is followed by |&
 
     # -- emitting ---------------------------------------------------------------------------
 
@@ -227,8 +227,19 @@ class Walker:
         return self.sequence(node.children, cwds, depth)
 
     def pipeline(self, node: Node, cwds: Cwds, depth: int) -> Flow:
-        for c in node.named_children:
+        kids = node.children
+        for i, c in enumerate(kids):
+            if not c.is_named:
+                continue
+            if i + 1 < len(kids) and kids[i + 1].type == "|&":
+                # `a |& b` is `a 2>&1 | b` (bash prints it so): the reading says the same
+                body = c.child_by_field_name("body") if c.type == "redirected_statement" else c
+                if body is not None and body.type == "command":
+                    self._stderr_to_pipe = True
+                else:
+                    self.record(Record((), (COMPOUND,), (Redirection("2", ">&", "1"),)))
             self.stmt(c, cwds, depth)
+            self._stderr_to_pipe = False
         return cwds, cwds
 
     def subshell(self, node: Node, cwds: Cwds, depth: int) -> Flow:
@@ -496,6 +507,8 @@ class Walker:
         depth: int,
         extra_words: Sequence[Node] = (),
     ) -> Flow:
+        piped = (Redirection("2", ">&", "1"),) if self._stderr_to_pipe else ()
+        self._stderr_to_pipe = False  # not for the commands of its substitutions
         assigns: list[Node] = []
         name_node: Node | None = None
         args: list[Node] = []
@@ -553,7 +566,7 @@ class Walker:
             Record(
                 tuple(self.assignment_signature(a) for a in assigns),
                 tuple(signature(g) for g in groups),
-                tuple(self.redirection(r) for r in redirects),
+                tuple(self.redirection(r) for r in redirects) + piped,
             )
         )
         words = [self.expand_group(g, cwds, depth) for g in groups]
@@ -1214,7 +1227,7 @@ class Walker:
     def test_operands(self, n: Node) -> None:
         """``[[ a -eq b ]]`` evaluates both sides as arithmetic; ``[[ -v $x ]]`` a subscript."""
         op = n.child_by_field_name("operator")
-        if op is None or inside_single_bracket_test(n):
+        if op is None:
             return
         if node_text(op) in ARITH_TEST_OPS or node_text(op) == "-v":
             for c in n.named_children:

@@ -88,6 +88,20 @@ class _RunState:
 
 
 @dataclass(slots=True, eq=False)
+class _CheckState:
+    """One check request as far as it is decided."""
+
+    policy: Policy
+    session: Session | None
+    cwd: str
+    subject: str
+    home: str | None
+    key: tuple[str, str | None, str, str, str | None]
+    decision: Decision | None = None
+    body: bytes | None = None  # the decision's JSON
+
+
+@dataclass(slots=True, eq=False)
 class _Conn:
     transport: asyncio.Transport
     pid: int | None
@@ -593,15 +607,13 @@ class Daemon:
         if decision.decision == "allow":
             extra = await self.analyser.confirm(analysis, client=conn)
             if extra:
-                # The policy or session may have changed while we waited: decide again.
-                policy = self.policies.get(policy.name, policy)
-                session = self._session_sets.get(policy.name)
                 decision = decide_analysis(policy, analysis, session=session, env=env, extra=extra)
         return decision
 
-    def _check_request(
-        self, conn: _Conn, req: Check
-    ) -> tuple[Policy, str, str, str | None, tuple[str, str | None, str, str, str | None]]:
+    def _known(self, conn: _Conn, req: Check) -> _CheckState:
+        """A check as far as it can be decided now: from a reply made before, for a path, or
+        for a command the analysis workers have already read. ``decision`` is None when they
+        must be asked first (off the event loop: :meth:`_decide_check`)."""
         policy = self.policy_for(req.agent, req.id)
         cwd = req.cwd or self._client_cwd(conn, req.id)
         if not cwd.startswith("/"):
@@ -609,32 +621,43 @@ class Daemon:
         home = self._home(None)
         subject = req.path if req.path is not None else req.command or ""
         key = (policy.name, req.permission if req.path is not None else None, subject, cwd, home)
-        return policy, cwd, subject, home, key
+        state = _CheckState(policy, self._session_sets.get(policy.name), cwd, subject, home, key)
+        hit = self._replies.get(key)
+        if hit is not None and hit[0] is policy and hit[1] is state.session:
+            state.decision, state.body = hit[2], hit[3]
+            return state
+        try:
+            if req.path is not None:
+                found: Decision | None = decide_path(
+                    policy, req.permission or "edit", req.path, cwd, home, session=state.session
+                )
+            else:
+                found = self._decide_now(policy, subject, cwd, home)
+        except BadInput as exc:
+            raise ProtocolError("bad_request", str(exc), req.id) from None
+        if found is not None:
+            self._remember_reply(state, found)
+        return state
+
+    def _remember_reply(self, state: _CheckState, decision: Decision) -> None:
+        # The decision is a pure function of these immutable values (a reload or an
+        # "always" replaces the policy or session object), so its encoded form can be
+        # reused for the same request: only the id differs. Keyed on the objects in force
+        # when the request came: a reload meanwhile leaves an entry never used again.
+        state.decision = decision
+        state.body = encode(decision.to_json())[:-1]
+        if len(self._replies) >= _REPLY_CACHE:
+            self._replies.clear()
+        self._replies[state.key] = (state.policy, state.session, decision, state.body)
 
     def _check_now(self, conn: _Conn, req: Check) -> bytes | None:
         """A check answered in the turn of the event loop that read it, or None if the
         analysis workers must be asked first (then :meth:`_check_later` answers)."""
-        policy, cwd, subject, home, key = self._check_request(conn, req)
-        session = self._session_sets.get(policy.name)
-        hit = self._replies.get(key)
-        if hit is not None and hit[0] is policy and hit[1] is session:
-            decision, body = hit[2], hit[3]
-        else:
-            try:
-                if req.path is not None:
-                    found: Decision | None = decide_path(
-                        policy, req.permission or "edit", req.path, cwd, home, session=session
-                    )
-                else:
-                    found = self._decide_now(policy, subject, cwd, home)
-            except BadInput as exc:
-                raise ProtocolError("bad_request", str(exc), req.id) from None
-            if found is None:
-                return None
-            decision = found
-            body = self._remember_reply(key, policy, session, decision)
-        self._record_check(conn, req, policy, cwd, subject, body)
-        return _decision_reply(req.id, policy.name, body)
+        state = self._known(conn, req)
+        if state.body is None:
+            return None
+        self._record_check(conn, req, state.policy, state.cwd, state.subject, state.body)
+        return _decision_reply(req.id, state.policy.name, state.body)
 
     async def _check_later(self, conn: _Conn, req: Check) -> None:
         try:
@@ -646,43 +669,23 @@ class Daemon:
             log.exception("internal error in check %r", req.id)
             conn.write(error_reply(req.id, "internal", "internal error; see the daemon log"))
 
-    def _remember_reply(
-        self, key: tuple[str, str | None, str, str, str | None], policy: Policy,
-        session: Session | None, decision: Decision,
-    ) -> bytes:  # fmt: skip
-        # The decision is a pure function of these immutable values (a reload or an
-        # "always" replaces the policy or session object), so its encoded form can be
-        # reused for the same request: only the id differs.
-        body = encode(decision.to_json())[:-1]
-        if len(self._replies) >= _REPLY_CACHE:
-            self._replies.clear()
-        self._replies[key] = (policy, session, decision, body)
-        return body
-
     async def _decide_check(
         self, conn: _Conn, req: Check
     ) -> tuple[Policy, str, str, Decision, bytes, int | None]:
         """Decide and record a check: (policy, cwd, subject, decision, its JSON, audit seq)."""
-        policy, cwd, subject, home, key = self._check_request(conn, req)
-        session = self._session_sets.get(policy.name)
-        hit = self._replies.get(key)
-        if hit is not None and hit[0] is policy and hit[1] is session:
-            decision, body = hit[2], hit[3]
-        else:
+        state = self._known(conn, req)
+        if state.decision is None:
             try:
-                if req.path is not None:
-                    decision = decide_path(
-                        policy, req.permission or "edit", req.path, cwd, home, session=session
-                    )
-                else:
-                    decision = await self._decide(conn, policy, subject, cwd, home)
+                decision = await self._decide(
+                    conn, state.policy, state.subject, state.cwd, state.home
+                )
             except BadInput as exc:
                 raise ProtocolError("bad_request", str(exc), req.id) from None
-            # Keyed on the objects in force when the request came: a reload meanwhile leaves
-            # an entry that is simply never used again.
-            body = self._remember_reply(key, policy, session, decision)
-        ref = self._record_check(conn, req, policy, cwd, subject, body)
-        return policy, cwd, subject, decision, body, ref
+            self._remember_reply(state, decision)
+        assert state.decision is not None  # noqa: S101 - set just above
+        assert state.body is not None  # noqa: S101
+        ref = self._record_check(conn, req, state.policy, state.cwd, state.subject, state.body)
+        return state.policy, state.cwd, state.subject, state.decision, state.body, ref
 
     def _record_check(
         self, conn: _Conn, req: Check, policy: Policy, cwd: str, subject: str, body: bytes

@@ -15,7 +15,7 @@ from tree_sitter import Language, Node, Parser, Tree
 
 from gatekeeper.shell.reading import EXPANSION, UNKNOWN
 from gatekeeper.shell.tables import names
-from gatekeeper.shell.words import decode_ansi_c, node_text, unescape_double, unescape_unquoted
+from gatekeeper.shell.words import decode_ansi_c, double_quoted, node_text, unescape_unquoted
 
 LANGUAGE = Language(tree_sitter_bash.language())
 FUNSUB = re.compile(r"\$\{[ \t\n|]")  # bash 5.3 ${ cmd; } and ${| cmd; }
@@ -45,22 +45,17 @@ def parse(data: bytes) -> Tree:
 
     bash removes a backslash-newline outside quotes before it splits words (``r\\<newline>m``
     is ``rm``); tree-sitter takes it for a blank. Such pairs are removed and the text parsed
-    again (a few rounds: removing one can reveal another). The tree's text is then the joined
-    text, not ``data``.
+    again; then plain words tree-sitter skipped are quoted so that it reads them
+    (:func:`quote_dropped_words`). The tree's text is the repaired text, not ``data``.
     """
     tree = Parser(LANGUAGE).parse(data)
-    for _ in range(4):
-        joined = join_continuations(data, tree.root_node)
-        if joined is None:
-            break
-        data = joined
-        tree = Parser(LANGUAGE).parse(data)
-    for _ in range(3):
-        repaired = quote_dropped_words(data, tree.root_node)
-        if repaired is None:
-            break
-        data = repaired
-        tree = Parser(LANGUAGE).parse(data)
+    for repair in (join_continuations, quote_dropped_words):
+        for _ in range(4):  # a few rounds: one repair can reveal another
+            repaired = repair(data, tree.root_node)
+            if repaired is None:
+                break
+            data = repaired
+            tree = Parser(LANGUAGE).parse(data)
     return tree
 
 
@@ -230,6 +225,10 @@ def signature(nodes: Sequence[Node]) -> str:
     return "".join(out)
 
 
+def _marker(node: Node) -> str:
+    return EXPANSION if node.type in _EXPANSIONS else UNKNOWN + node.type
+
+
 def _signature(node: Node) -> str:
     t = node.type
     if t == "word":
@@ -244,23 +243,9 @@ def _signature(node: Node) -> str:
     if t in _EXPANSIONS:
         return EXPANSION
     if t in ("string", "translated_string"):
-        data = node.text or b""
-        base = node.start_byte
-        lo = data.index(b'"') + 1 if b'"' in data else 0
-        hi = len(data) - 1 if len(data) > lo and data.endswith(b'"') else len(data)
-        pieces: list[str] = []
-        pos = lo
-        for c in node.named_children:
-            if c.type == "string_content":
-                continue
-            a, b = c.start_byte - base, c.end_byte - base
-            if a < pos or b > hi:
-                continue
-            pieces.append(unescape_double(data[pos:a].decode("utf-8", "surrogateescape")))
-            pieces.append(EXPANSION if c.type in _EXPANSIONS else UNKNOWN + c.type)
-            pos = b
-        pieces.append(unescape_double(data[pos:hi].decode("utf-8", "surrogateescape")))
-        return "".join(pieces)
+        return double_quoted(
+            node, lambda c: EXPANSION if c.type in _EXPANSIONS else UNKNOWN + c.type
+        )[0]
     if t == "concatenation":
         return signature(node.children)
     if node.child_count == 0:
@@ -301,3 +286,24 @@ def misread(root: Node) -> str | None:
         if n.type not in _OPAQUE:
             stack.extend(n.children)
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# Where tree-sitter files words and statements that belong elsewhere
+
+
+def redirect_extra_words(r: Node) -> list[Node]:
+    # `rm >/dev/null -rf /`: tree-sitter files "-rf" and "/" under the redirect; bash
+    # passes them to rm as arguments.
+    if r.type != "file_redirect":
+        return []
+    dests = [c for c in r.children if c.is_named and c.type != "file_descriptor"]
+    groups = touching_groups(dests)
+    return [n for g in groups[1:] for n in g]
+
+
+def redirect_continuations(r: Node) -> list[Node]:
+    if r.type != "heredoc_redirect":
+        return []
+    skip = ("heredoc_start", "heredoc_body", "heredoc_end", "<<", "<<-")
+    return [c for c in r.children if c.type not in skip and c.type not in REDIRECTS]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tree_sitter import Node
@@ -131,6 +132,7 @@ def decode_ansi_c(body: str) -> str | None:
 
 
 _DQ_ESCAPES = frozenset('$`"\\\n')
+_HEREDOC_ESCAPES = frozenset("$`\\\n")
 PATTERN_CHARS = frozenset("*?[]{}~")
 
 
@@ -155,18 +157,7 @@ def unescape_unquoted(raw: str) -> tuple[str, bool]:
 
 def unescape_double(raw: str) -> str:
     """Quote removal inside double quotes: a backslash escapes only ``$ ` " \\`` and newline."""
-    out: list[str] = []
-    i, n = 0, len(raw)
-    while i < n:
-        ch = raw[i]
-        if ch == "\\" and i + 1 < n and raw[i + 1] in _DQ_ESCAPES:
-            if raw[i + 1] != "\n":
-                out.append(raw[i + 1])
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
+    return _unescape(raw, _DQ_ESCAPES)
 
 
 def expand_heredoc_body(raw: str) -> str:
@@ -175,11 +166,16 @@ def expand_heredoc_body(raw: str) -> str:
     In such a body a backslash escapes only ``$``, ````` and ``\\``, and a backslash-newline
     is removed (bash's here-document rules): ``a\\\\;b`` reaches the command as ``a\\;b``.
     """
+    return _unescape(raw, _HEREDOC_ESCAPES)
+
+
+def _unescape(raw: str, escapes: frozenset[str]) -> str:
+    """Remove the backslash before each character of ``escapes`` (a newline goes with it)."""
     out: list[str] = []
     i, n = 0, len(raw)
     while i < n:
         ch = raw[i]
-        if ch == "\\" and i + 1 < n and raw[i + 1] in "$`\\\n":
+        if ch == "\\" and i + 1 < n and raw[i + 1] in escapes:
             if raw[i + 1] != "\n":
                 out.append(raw[i + 1])
             i += 2
@@ -193,6 +189,34 @@ def node_text(node: Node) -> str:
     """The source text of a tree-sitter node."""
     data = node.text
     return data.decode("utf-8", "surrogateescape") if data is not None else ""
+
+
+def double_quoted(node: Node, expansion: Callable[[Node], str]) -> tuple[str, bool]:
+    """The value of a ``"…"`` node with each expansion in it replaced by ``expansion(child)``;
+    and whether it had none.
+
+    Works from the source bytes: tree-sitter folds blanks into its quote and ``$`` tokens
+    (``" "`` has no string_content), so the children alone lose characters.
+    """
+    data = node.text or b""
+    base = node.start_byte
+    lo = data.index(b'"') + 1 if b'"' in data else 0
+    hi = len(data) - 1 if len(data) > lo and data.endswith(b'"') else len(data)
+    pieces: list[str] = []
+    static = True
+    pos = lo
+    for c in node.named_children:
+        if c.type == "string_content":
+            continue
+        a, b = c.start_byte - base, c.end_byte - base
+        if a < pos or b > hi:
+            continue
+        pieces.append(unescape_double(data[pos:a].decode("utf-8", "surrogateescape")))
+        pieces.append(expansion(c))
+        static = False
+        pos = b
+    pieces.append(unescape_double(data[pos:hi].decode("utf-8", "surrogateescape")))
+    return "".join(pieces), static
 
 
 def word_of(node: Node) -> Word:
@@ -211,27 +235,8 @@ def word_of(node: Node) -> Word:
             return Word(node_text(node), False, False, node)
         return Word(decoded, True, False, node)
     if t in ("string", "translated_string"):
-        # Work from the source bytes: tree-sitter folds blanks into its quote and `$` tokens
-        # (`" "` has no string_content), so the children alone lose characters.
-        data = node.text or b""
-        base = node.start_byte
-        lo = data.index(b'"') + 1 if b'"' in data else 0
-        hi = len(data) - 1 if len(data) > lo and data.endswith(b'"') else len(data)
-        pieces: list[str] = []
-        static = True
-        pos = lo
-        for c in node.named_children:
-            if c.type == "string_content":
-                continue
-            a, b = c.start_byte - base, c.end_byte - base
-            if a < pos or b > hi:
-                continue
-            pieces.append(unescape_double(data[pos:a].decode("utf-8", "surrogateescape")))
-            pieces.append(node_text(c))
-            static = False
-            pos = b
-        pieces.append(unescape_double(data[pos:hi].decode("utf-8", "surrogateescape")))
-        return Word("".join(pieces), static, False, node)
+        text, static = double_quoted(node, node_text)
+        return Word(text, static, False, node)
     if t == "concatenation":
         parts = [word_of(c) for c in node.children]
         return Word(
@@ -241,3 +246,17 @@ def word_of(node: Node) -> Word:
             node,
         )
     return Word(node_text(node), False, True, node)
+
+
+def backtick_end(text: str) -> int:
+    """Where bash ends the backtick substitution that ``text`` starts: its first backtick
+    after the opening one that no backslash escapes (-1: none)."""
+    i = 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == "`":
+            return i
+        i += 1
+    return -1

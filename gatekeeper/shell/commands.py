@@ -1,0 +1,222 @@
+"""What known commands do with their words: pure functions over :class:`Word` lists.
+
+* :func:`file_option_targets` — the files a program writes because an option or operand says so
+  (the table is :data:`gatekeeper.shell.tables.WRITE_OPTIONS`);
+* :func:`arithmetic_evaluation` — builtins that evaluate a value as arithmetic, which runs code;
+* :func:`non_options`, :func:`variants` — operands, and normalised spellings of a subject.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Sequence
+
+from gatekeeper.shell.tables import DECLARATIONS, FileOptions
+from gatekeeper.shell.words import Word
+
+_SUBCOMMANDS = frozenset({"go", "docker", "pip", "npm", "ruff"})
+
+
+def program_key(cmd: str, args: list[Word]) -> tuple[str, list[Word]]:
+    """The WRITE_OPTIONS key of a command (``go build``, ``pip install``, ``python -m pytest``)
+    and the words after it."""
+    if cmd in ("npx", "pnpx", "bunx") and args and not args[0].text.startswith("-"):
+        cmd, args = args[0].text, args[1:]
+    elif re.fullmatch(r"python[0-9.]*", cmd) and len(args) > 1 and args[0].text == "-m":
+        cmd, args = args[1].text, args[2:]
+    if cmd in ("pip3", "pip2") or re.fullmatch(r"pip[0-9.]+", cmd):
+        cmd = "pip"
+    if cmd in _SUBCOMMANDS and args:
+        return f"{cmd} {args[0].text}", args[1:]
+    return cmd, args
+
+
+def file_option_targets(key: str, spec: FileOptions, args: Sequence[Word]) -> list[Word]:
+    """The words of ``args`` that name a file the program writes (see tables.FileOptions).
+
+    Read the strict way: where an option cluster or an abbreviation may name a writing option,
+    it is taken to (one more write to decide, never one less).
+    """
+    out: list[Word] = []
+    operands: list[Word] = []
+    in_place = spec.always_in_place
+    checks_only = False
+    script_given = False
+    target_given = False
+    creates = key != "tar"  # tar writes its -f archive only when it creates one
+    i = 0
+    ended = False
+    while i < len(args):
+        w = args[i]
+        t = w.text
+        if ended or not w.static or not t.startswith("-") or t == "-":
+            if key == "tar" and i == 0 and w.static and re.fullmatch(r"[A-Za-z]+", t):
+                # old-style bundled letters: `tar czf out.tgz dir`
+                creates = bool(set(t) & set("cruA"))
+                if "f" in t and i + 1 < len(args):
+                    out.append(args[i + 1])
+                    i += 2
+                    continue
+            operands.append(w)
+            i += 1
+            continue
+        if t == "--":
+            ended = True
+            i += 1
+            continue
+        if key == "tar" and (
+            (not t.startswith("--") and set(t[1:]) & set("cruA"))
+            or t.startswith(("--create", "--append", "--update", "--concatenate"))
+        ):
+            creates = True
+        value, takes_next = _option_value(w, spec.options, spec.getopt)
+        target_value, target_next = _option_value(w, spec.target, spec.getopt)
+        if target_value is not None or target_next:
+            target_given = True
+            value, takes_next = target_value, target_next
+        if value is not None:
+            out.append(value)
+        elif takes_next:
+            if i + 1 < len(args):
+                out.append(args[i + 1])
+            i += 2
+            continue
+        if spec.in_place and _names_option(t, spec.in_place, spec.getopt):
+            if spec.always_in_place:
+                checks_only = True
+            else:
+                in_place = True
+        if spec.script and _names_option(t, spec.script, spec.getopt):
+            script_given = True
+            if t in spec.script:
+                i += 1  # the script is the next word, not an operand
+        i += 1
+    if key == "tar" and not creates:
+        out = []
+    if spec.last_operand and len(operands) > 1 and not target_given:
+        out.append(operands[-1])
+    if spec.operand is not None and len(operands) > spec.operand:
+        out.append(operands[spec.operand])
+    if in_place and not checks_only:
+        out.extend(operands if (script_given or not spec.script) else operands[1:])
+    return out
+
+
+def _option_value(w: Word, options: frozenset[str], getopt: bool) -> tuple[Word | None, bool]:
+    """(the value ``w`` gives one of ``options`` itself, whether the value is the next word)."""
+    t = w.text
+    name, eq, value = t.partition("=")
+    if name in options or (getopt and _abbreviates(name, options)):
+        if eq:
+            return Word(value, w.static, w.pattern, w.node), False
+        return None, True
+    if t.startswith("--"):
+        return None, False
+    for opt in options:
+        if len(opt) != 2:
+            continue
+        if t.startswith(opt) and len(t) > 2:
+            return Word(t[2:], w.static, w.pattern, w.node), False  # -oFILE
+        if getopt and opt[1] in t[2:]:
+            rest = t[t.index(opt[1], 1) + 1 :]  # a cluster: -no FILE, -noFILE
+            if rest:
+                return Word(rest, w.static, w.pattern, w.node), False
+            return None, True
+    return None, False
+
+
+def _names_option(t: str, options: frozenset[str], getopt: bool) -> bool:
+    name = t.partition("=")[0]
+    if name in options or (getopt and _abbreviates(name, options)):
+        return True
+    if t.startswith("--") or not getopt:
+        return any(len(o) == 2 and t.startswith(o) for o in options)
+    return any(len(o) == 2 and o[1] in t[1:] for o in options)
+
+
+def _abbreviates(name: str, options: frozenset[str]) -> bool:
+    # getopt_long and git accept an unambiguous prefix of a long option: `--out=f`.
+    return name.startswith("--") and len(name) > 3 and any(o.startswith(name) for o in options)
+
+
+def arithmetic_evaluation(cmd: str, args: Sequence[Word]) -> str | None:
+    """Why a builtin may run code hidden in a value, or None.
+
+    bash evaluates array subscripts and integer values as arithmetic, and arithmetic runs
+    command substitutions inside the value: ``let 'x=a[$(rm -rf ~)]'`` runs rm. Checked with
+    real bash: let, declare -i, a declared or printf -v'd name with a subscript, test -v with a
+    subscript, and the builtins that assign to a name they are given (read, mapfile, getopts,
+    wait -p, printf -v, unset, …).
+    """
+
+    def subscripted(w: Word) -> bool:
+        return not w.static or "[" in w.text
+
+    if cmd == "let":
+        return "let evaluates arithmetic, and a value can carry code"
+    if cmd in DECLARATIONS:
+        nameref = False
+        for w in args:
+            if w.text.startswith(("-", "+")):
+                if "i" in w.text[1:]:
+                    return f"{cmd} -i evaluates values as arithmetic, which can carry code"
+                nameref = nameref or "n" in w.text[1:]
+                continue
+            name, _eq, value = w.text.partition("=")  # NAME, NAME=value, or NAME[sub]=value
+            if any(ch in name for ch in "[$`"):
+                return f"{cmd} with a subscript or a name that is not fixed can run code"
+            if nameref and (not w.static or "[" in value):
+                # a nameref to `a[$(cmd)]` runs cmd each time it is read
+                return f"{cmd} -n names a subscript or a name that is not fixed"
+        return None
+    if cmd in _NAME_TAKERS:
+        if any(subscripted(w) for w in args if not w.text.startswith("-") or not w.static):
+            return f"{cmd} with a subscript or a name that is not fixed can run code"
+        return None
+    if cmd == "printf":
+        texts = [w.text for w in args]
+        if "-v" in texts:
+            i = texts.index("-v")
+            if i + 1 < len(args) and subscripted(args[i + 1]):
+                return "printf -v into a subscript or a name that is not fixed can run code"
+        return None
+    if cmd in ("test", "[") and any(w.text == "-v" for w in args):
+        operands = [w for w in args if w.text not in ("-v", "]")]
+        if any(subscripted(w) for w in operands):
+            return "test -v with a subscript can run code"
+    return None
+
+
+# Builtins whose operands are variable names bash may evaluate with a subscript (read and
+# unset do, checked with bash 5.2; the others are kept for safety: a subscripted name there
+# is rare).
+_NAME_TAKERS = frozenset({"read", "unset", "mapfile", "readarray", "getopts", "wait"})
+
+
+def non_options(words: Sequence[Word]) -> list[Word]:
+    out: list[Word] = []
+    ended = False
+    for w in words:
+        if not ended and w.static and w.text == "--":
+            ended = True
+            continue
+        if not ended and w.static and w.text.startswith("-") and w.text != "-":
+            continue
+        out.append(w)
+    return out
+
+
+def variants(words: Sequence[Word]) -> tuple[str, ...]:
+    out: list[str] = []
+    name = words[0].text
+    rest = [w.text for w in words[1:]]
+    if "/" in name and posixpath.basename(name):
+        out.append(" ".join([posixpath.basename(name), *rest]))
+    joined = " ".join([name, *rest])
+    collapsed = " ".join(joined.split())
+    if collapsed != joined:
+        out.append(collapsed)
+        if "/" in name:
+            out.append(" ".join(" ".join([posixpath.basename(name), *rest]).split()))
+    return tuple(dict.fromkeys(out))

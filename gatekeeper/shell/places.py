@@ -1,0 +1,183 @@
+"""Places: the directories a line runs in, the files it writes, the paths it names.
+
+:class:`Places` is the part of the walk that knows the project root: it resolves a word to the
+absolute paths it may name (``None`` when it cannot be known), turns writes into ``write``
+parts (relative inside the root, absolute and ``external_directory`` outside it) and follows
+``cd``. The walker (:mod:`gatekeeper.shell.walker`) builds on it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from gatekeeper.shell.commands import file_option_targets, non_options, program_key
+from gatekeeper.shell.parts import Part
+from gatekeeper.shell.syntax import may_match_dotdot
+from gatekeeper.shell.tables import (
+    DEV_FD,
+    FIRST_ARG_NOT_PATH,
+    GIT_GLOBAL_WITH_ARG,
+    NOT_WRITES,
+    WRITE_OPTIONS,
+)
+from gatekeeper.shell.words import Word
+
+MAX_PARTS = 512
+MAX_CWDS = 8
+
+Cwds = frozenset[str] | None  # the directories a part may run in; None: unknown
+Flow = tuple[Cwds, Cwds]  # (directories if the statement succeeded, whatever happened)
+
+
+class Places:
+    """The parts found so far, and what the project root makes of paths."""
+
+    def __init__(self, root: str, home: str | None) -> None:
+        self.root = posixpath.normpath(root) if root else "/"
+        self.home = home
+        self.parts: list[Part] = []
+        self.exhausted = False  # a limit was hit: said once
+
+    def emit(self, part: Part) -> None:
+        if len(self.parts) < MAX_PARTS:
+            self.parts.append(part)
+        elif not self.exhausted:
+            self.exhausted = True
+            self.parts.append(Part("bash", "", "ask", f"more than {MAX_PARTS} parts: too complex"))
+
+    def unsure(self, subject: str, note: str) -> None:
+        self.emit(Part("bash", subject, "ask", note))
+
+    def resolve(self, w: Word, cwds: Cwds) -> list[str] | None:
+        """Absolute paths a word may name; None if it cannot be known."""
+        if not w.static:
+            return None
+        text = w.text
+        if text.startswith("~"):
+            if self.home is None or not (text == "~" or text.startswith("~/")):
+                return None
+            text = self.home + text[1:]
+        if re.search(r"[{}]", text) and w.pattern:
+            return None  # brace expansion may name other places
+        if w.pattern and any(may_match_dotdot(c) for c in text.split("/")):
+            return None  # `.*` may match `..` (bash before 5.2, dotglob)
+        if text.startswith("/"):
+            return [posixpath.normpath(text)]
+        if cwds is None:
+            return None
+        return sorted({posixpath.normpath(posixpath.join(c, text)) for c in cwds})
+
+    def inside_root(self, path: str) -> bool:
+        return path == self.root or path.startswith(self.root.rstrip("/") + "/")
+
+    def change_directory(self, cmd: str, args: list[Word], cwds: Cwds) -> Flow:
+        targets = non_options(args)  # `cd -- -weird` goes to -weird
+        if cmd == "popd" or (targets and targets[0].text == "-" and targets[0].static):
+            return None, None
+        if not targets:
+            if cmd == "pushd":
+                return None, None
+            if self.home is None:
+                self.emit(Part("external_directory", "~", "ask", "cd to an unknown home"))
+                return None, None
+            targets = [Word(self.home, True)]
+        paths = self.resolve(targets[0], cwds)
+        if paths is None:
+            self.emit(
+                Part(
+                    "external_directory",
+                    targets[0].text,
+                    "ask",
+                    "cd to a directory that is not fixed",
+                )
+            )
+            return None, None
+        for p in paths:
+            if not self.inside_root(p):
+                self.emit(Part("external_directory", p))
+        new = frozenset(paths)
+        return new, union(cwds, new)
+
+    def path_arguments(self, cmd: str, args: list[Word], cwds: Cwds) -> None:
+        if cmd == "find":
+            # find's paths come first, before its expression (-name, !, ( …).
+            paths = []
+            for w in args:
+                if w.static and (w.text.startswith("-") or w.text in ("!", "(")):
+                    break
+                paths.append(w)
+        elif cmd == "dd":
+            paths = [w for w in args if w.text.startswith(("if=", "of="))]
+        else:
+            paths = non_options(args)
+        if cmd in FIRST_ARG_NOT_PATH and paths:
+            paths = paths[1:]
+        for w in paths:
+            if w.static and w.text.startswith(("http://", "https://")):
+                continue
+            target = w
+            if cmd == "dd":
+                if "=" not in w.text:
+                    continue
+                target = Word(w.text.split("=", 1)[1], w.static, w.pattern, w.node)
+            resolved = self.resolve(target, cwds)
+            if resolved is None:
+                self.emit(
+                    Part("external_directory", w.text, "ask", f"{cmd} on a path that is not fixed")
+                )
+                continue
+            for p in resolved:
+                if not self.inside_root(p):
+                    self.emit(Part("external_directory", p))
+
+    def write_target(self, w: Word, cwds: Cwds) -> None:
+        if w.static and (w.text in NOT_WRITES or DEV_FD.match(w.text)):
+            return
+        if w.pattern and re.search(r"[*?\[]", w.text):
+            # A glob target writes to whichever file it happens to match.
+            self.emit(Part("write", w.text, "ask", "writes to a path a glob picks"))
+            return
+        resolved = self.resolve(w, cwds)
+        if resolved is None:
+            self.emit(Part("write", w.text, "ask", "writes to a path that is not fixed"))
+            return
+        for p in resolved:
+            if p in NOT_WRITES:
+                continue
+            if self.inside_root(p):
+                rel = posixpath.relpath(p, self.root)
+                self.emit(Part("write", rel, variants=(p,)))
+            else:
+                self.emit(Part("write", p))
+                self.emit(Part("external_directory", p))
+
+    def option_writes(self, cmd: str, args: list[Word], cwds: Cwds) -> None:
+        """Files a program writes because an option or operand says so (``sort -o f``)."""
+        key = cmd
+        if cmd == "git":
+            i = 0
+            while i < len(args) and args[i].text.startswith("-"):
+                opt = args[i].text
+                if opt == "-C" and i + 1 < len(args):
+                    resolved = self.resolve(args[i + 1], cwds)
+                    cwds = frozenset(resolved) if resolved is not None else None
+                i += 2 if opt in GIT_GLOBAL_WITH_ARG and "=" not in opt else 1
+            if i >= len(args):
+                return
+            key, args = f"git {args[i].text}", args[i + 1 :]
+        else:
+            key, args = program_key(cmd, args)
+        spec = WRITE_OPTIONS.get(key)
+        if spec is None:
+            return
+        for target in file_option_targets(key, spec, args):
+            self.write_target(target, cwds)
+
+
+def union(a: Cwds, b: Cwds) -> Cwds:
+    """Directories either way; unknown when either is, or when there are too many."""
+    if a is None or b is None:
+        return None
+    u = a | b
+    return u if len(u) <= MAX_CWDS else None

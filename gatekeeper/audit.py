@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,7 +66,16 @@ def unseal(line: bytes) -> tuple[bytes, str] | None:
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """The time now, UTC, ISO 8601 with microseconds: ``2026-12-04T14:45:37.123456Z``."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[0] = second
+        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{int((now - second) * 1_000_000):06d}Z"
+
+
+_second: list[Any] = [-1, ""]  # the last second formatted, and its text (one per process)
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -218,11 +226,17 @@ class AuditLog:
             data = f.read()
         return data[data.rfind(b"\n") + 1 :]
 
-    def write(self, record: dict[str, Any], decision_json: bytes | None = None) -> int:
+    def write(
+        self,
+        record: dict[str, Any],
+        decision_json: bytes | None = None,
+        members: bytes = b"",
+    ) -> int:
         """Append one record; returns its ``seq``. Raises :class:`AuditError` if it cannot.
 
         ``decision_json``, when given, is the already encoded decision and is spliced in as
-        the ``decision`` field (saves encoding it twice).
+        the ``decision`` field (saves encoding it twice); ``members`` are more fields already
+        encoded (``"client":{…}``, the same for every record of a connection).
         """
         with self._lock:
             if self._closed:
@@ -230,15 +244,22 @@ class AuditLog:
             seq = self.seq + 1
             if self._size + 1 > self.max_bytes and self._size > 0:
                 self._rotate()
-            head: dict[str, Any] = {"seq": seq, "time": utc_now(), "prev": self.prev}
+            # Built as bytes: seq, time, prev first, then the record's own fields.
+            pieces = [
+                b'{"seq":%d,"time":"%s","prev":"%s"' % (seq, utc_now().encode(), self.prev.encode())
+            ]
             if self._size == 0 and seq > 1:
                 # The first record of a file after rotation says so (inside its hash), so a
                 # log whose first lines were cut away cannot pass for a rotated one.
-                head["file_start"] = True
-            head.update(record)
-            body = _ENCODER.encode(head).encode("utf-8", "surrogatepass")
+                pieces.append(b',"file_start":true')
+            if record:
+                pieces.append(b"," + _ENCODER.encode(record).encode("utf-8", "surrogatepass")[1:-1])
+            if members:
+                pieces.append(b"," + members)
             if decision_json is not None:
-                body = body[:-1] + b',"decision":' + decision_json + b"}"
+                pieces.append(b',"decision":' + decision_json)
+            pieces.append(b"}")
+            body = b"".join(pieces)
             body, digest = seal(body)
             try:
                 written = os.write(self._fd, body + b"\n")

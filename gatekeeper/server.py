@@ -14,6 +14,7 @@ import base64
 import contextlib
 import errno
 import itertools
+import json
 import logging
 import os
 import select
@@ -99,6 +100,7 @@ class _CheckState:
     key: tuple[str, str | None, str, str, str | None]
     decision: Decision | None = None
     body: bytes | None = None  # the decision's JSON
+    members: bytes | None = None  # its audit record's fields, encoded (cached with the reply)
 
 
 @dataclass(slots=True, eq=False)
@@ -112,9 +114,14 @@ class _Conn:
     subscription: int | None = None
     closed: bool = False
     writable: asyncio.Event = field(default_factory=asyncio.Event)
+    client_json: bytes = b""  # `"client":{…}` for its audit records, encoded once
 
     def __post_init__(self) -> None:
         self.writable.set()
+        client = {"pid": self.pid, "uid": self.uid, "name": self.name}
+        self.client_json = b'"client":' + json.dumps(
+            client, ensure_ascii=False, separators=(",", ":")
+        ).encode("utf-8", "surrogatepass")
 
     def write(self, message: dict[str, Any]) -> None:
         """Queue one line; one write() is one whole line, so lines never interleave."""
@@ -233,7 +240,8 @@ class Daemon:
         # Encoded check replies by request (see _check); entries carry the objects they
         # were computed from and count only while those are still the live ones.
         self._replies: dict[
-            tuple[str, str | None, str, str, str | None], tuple[Policy, Any, Decision, bytes]
+            tuple[str, str | None, str, str, str | None],
+            tuple[Policy, Any, Decision, bytes, bytes | None],
         ] = {}
         self.approvals = Approvals()
         self.audit: AuditLog | None = None
@@ -624,7 +632,7 @@ class Daemon:
         state = _CheckState(policy, self._session_sets.get(policy.name), cwd, subject, home, key)
         hit = self._replies.get(key)
         if hit is not None and hit[0] is policy and hit[1] is state.session:
-            state.decision, state.body = hit[2], hit[3]
+            state.decision, state.body, state.members = hit[2], hit[3], hit[4]
             return state
         try:
             if req.path is not None:
@@ -648,7 +656,7 @@ class Daemon:
         state.body = encode(decision.to_json())[:-1]
         if len(self._replies) >= _REPLY_CACHE:
             self._replies.clear()
-        self._replies[state.key] = (state.policy, state.session, decision, state.body)
+        self._replies[state.key] = (state.policy, state.session, decision, state.body, None)
 
     def _check_now(self, conn: _Conn, req: Check) -> bytes | None:
         """A check answered in the turn of the event loop that read it, or None if the
@@ -656,7 +664,7 @@ class Daemon:
         state = self._known(conn, req)
         if state.body is None:
             return None
-        self._record_check(conn, req, state.policy, state.cwd, state.subject, state.body)
+        self._record_check(conn, req, state)
         return _decision_reply(req.id, state.policy.name, state.body)
 
     async def _check_later(self, conn: _Conn, req: Check) -> None:
@@ -684,24 +692,28 @@ class Daemon:
             self._remember_reply(state, decision)
         assert state.decision is not None  # noqa: S101 - set just above
         assert state.body is not None  # noqa: S101
-        ref = self._record_check(conn, req, state.policy, state.cwd, state.subject, state.body)
+        ref = self._record_check(conn, req, state)
         return state.policy, state.cwd, state.subject, state.decision, state.body, ref
 
-    def _record_check(
-        self, conn: _Conn, req: Check, policy: Policy, cwd: str, subject: str, body: bytes
-    ) -> int | None:
-        record: dict[str, Any] = {
-            "kind": "decision",
-            "op": "check",
-            "agent": policy.name,
-            "cwd": cwd,
-            "decided_by": "policy",
-        }
-        if req.path is not None:
-            record.update(path=req.path, permission=req.permission)
-        else:
-            record["command"] = subject
-        return self._record(conn, req.id, record, body)
+    def _record_check(self, conn: _Conn, req: Check, state: _CheckState) -> int | None:
+        if self.audit is None:
+            return None
+        if state.members is None:
+            record: dict[str, Any] = {
+                "kind": "decision",
+                "op": "check",
+                "agent": state.policy.name,
+                "cwd": state.cwd,
+                "decided_by": "policy",
+            }
+            if req.path is not None:
+                record.update(path=req.path, permission=req.permission)
+            else:
+                record["command"] = state.subject
+            state.members = encode(record)[1:-2]  # the same for every such check: cached
+            if state.key in self._replies:
+                self._replies[state.key] = (*self._replies[state.key][:4], state.members)
+        return self._record(conn, req.id, {}, state.body, state.members)
 
     async def _check_and_wait(self, conn: _Conn, req: Check, state: _RunState) -> None:
         """A check that, on ask, waits for a human like a run does (for plugins that can only
@@ -833,18 +845,25 @@ class Daemon:
             state.execution.kill(why)
 
     def _record(
-        self, conn: _Conn, rid: Any, record: dict[str, Any], decision_json: bytes | None = None
+        self,
+        conn: _Conn,
+        rid: Any,
+        record: dict[str, Any],
+        decision_json: bytes | None = None,
+        members: bytes = b"",
     ) -> int | None:
         """Write one audit record before the reply goes out; its seq, or None without a log.
 
+        ``members`` are fields already encoded (a warm check's, kept with its cached reply).
         If the record cannot be written, the request fails: nothing happens unrecorded.
         """
         if self.audit is None:
             return None
-        record["id"] = rid
-        record["client"] = {"pid": conn.pid, "uid": conn.uid, "name": conn.name}
+        head = b'"id":' + encode_id(rid) + b"," + conn.client_json
         try:
-            return self.audit.write(record, decision_json)
+            return self.audit.write(
+                record, decision_json, head + (b"," + members if members else b"")
+            )
         except AuditError as exc:
             log.error("audit log: %s", exc)
             raise ProtocolError(

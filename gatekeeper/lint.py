@@ -61,8 +61,6 @@ RISKY_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("git -c core.sshCommand=evil fetch", "runs any command through git config", "git -c *"),
     ("git reset --hard HEAD~10", "throws away work", "git reset --hard*"),
     ("git clean -fdx", "deletes untracked files", "git clean *"),
-    ("git diff --output=/etc/passwd", "writes any file", "git diff *--output*"),
-    ("git log --output=/etc/passwd", "writes any file", "git log *--output*"),
     ("git config alias.x '!sh -c evil'", "defines an alias that runs any command", "git config *"),
     ("kubectl delete namespace production", "deletes cluster resources", "kubectl delete *"),
     ("terraform destroy -auto-approve", "destroys infrastructure", "terraform destroy *"),
@@ -83,6 +81,11 @@ RISKY_COMMANDS: tuple[tuple[str, str, str], ...] = (
 
 # Common programs whose names start with another's: shown when a prefix lacks a word boundary.
 COMMON_COMMANDS = (
+    "git difftool",
+    "git diff-tree",
+    "git diff-index",
+    "git diff-files",
+    "npm run-script",
     "gofmt",
     "godoc",
     "gopls",
@@ -190,22 +193,25 @@ def _word_boundaries(rules: tuple[Rule, ...]) -> list[Finding]:
     out: list[Finding] = []
     for rule in rules:
         p = rule.pattern
-        if not p.endswith("*") or len(p) < 2 or " " in p or not p[-2].isalnum():
+        if not p.endswith("*") or len(p) < 2 or not p[-2].isalnum():
             continue
         stem = p[:-1]
         if any(ch in stem for ch in "*?"):
             continue
         examples = [c for c in COMMON_COMMANDS if c.startswith(stem) and c != stem]
+        kind = "subcommand" if " " in stem else "command"
+        if kind == "subcommand" and not examples:
+            continue  # `git status*`: no other subcommand known to start so
         also = (
             f"e.g. {', '.join(examples[:3])}"
             if examples
-            else f"any command whose name starts with {stem}"
+            else f"any {kind} whose name starts with {stem}"
         )
         out.append(
             Finding(
                 "warning",
                 rule.source,
-                f'"{p}" has no word boundary: it also matches other commands ({also}); '
+                f'"{p}" has no word boundary: it also matches other {kind}s ({also}); '
                 f'write "{stem} *" to match only {stem}',
             )
         )

@@ -140,6 +140,7 @@ STAND_INS = [
 ]
 # Programs that record, then run the real one (which finds the stand-ins on PATH).
 PASS_THROUGH = [
+    "sed",
     "env",
     "timeout",
     "nice",

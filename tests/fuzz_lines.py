@@ -134,9 +134,30 @@ class LineMaker:
                               "git diff --output=../outside/d", "git log --output=out/l",
                               "tee out/t < README.md", "git diff --out=notes.txt",
                               "sort -no notes.txt"])  # fmt: skip
-        if r < 0.96:
+        if r < 0.95:
             return self.pick(PARSE_STATE)
+        if r < 0.98:
+            return self.trap(depth)
         return self.simple(depth) + " # " + self.simple(depth)
+
+    def trap(self, depth: int) -> str:
+        """What a red team found in the walk's model of commands, in new combinations."""
+        move = self.pick(["cd out", "pushd out", "pushd -n out", "pushd +1", "popd",
+                          "command cd out", "builtin cd ..", "cd -", "cd() { true; }; cd out",
+                          "f() { cd ..; }; f"])  # fmt: skip
+        write = self.pick(["echo x > README.md", "echo y > out/ok", "echo z > ../outside/w",
+                           "sort -o README.md x.txt", "sort --o=notes.txt x"])  # fmt: skip
+        code = self.pick([
+            "bash -c -k 'bash -c true X=1'", "bash -O extglob -c 'echo !(x)'",
+            "bash -c -l true", "bash -xc true", "printf -v HOME %s out",
+            "printf '-va[$(rm q)]' %s x", "read PATH <<< /tmp", "for PATH in x; do ls; done",
+            "sed -n '1e rm q' x.txt", "sed 's/a/b/w out/s' x.txt", "sed 's/a/b/e' x.txt",
+            "sort -S 1K --compress-program=evil x.txt", "true() { evil; }; true",
+            "printf -vPS4 %s x",
+        ])  # fmt: skip
+        joiner = self.pick([" && ", "; ", "\n"])
+        parts = [move, write] if self.r.random() < 0.6 else [code, self.simple(depth)]
+        return joiner.join(parts)
 
     def bracket(self) -> str:
         inside = self.pick(["a | rm x", "x > out/q", "x > ../outside/q", "-f a ; rm x",

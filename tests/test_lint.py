@@ -55,6 +55,8 @@ def test_word_boundary_warning_names_real_commands() -> None:
     assert any('"go*" has no word boundary' in m and "gofmt" in m for m in found)
     assert any('"pip*" has no word boundary' in m and "pipenv" in m for m in found)
     assert not any('"git status*" has no word boundary' in m for m in found)
+    # `git diff*` also allows `git difftool --extcmd=…` and `git diff-tree --output=…`
+    assert any('"git diff*" has no word boundary' in m and "git difftool" in m for m in found)
 
 
 def test_risky_allows_in_the_example_agent() -> None:

@@ -152,7 +152,7 @@ def test_comments_above_the_first_deny_stay_with_it() -> None:
     new, line = add_allow_rule(text, "default.md", "bash", "rm -rf build*", "rm -rf build/x")
     inserted_only(text, new)
     lines = new.split("\n")
-    assert lines[line - 2] == '    "git show *--output*": ask'
+    assert lines[line - 2] == '    "git --version": allow'
     assert lines[line] == "    # Never from an agent: root, disks, the machine's power."
     assert lines[line + 1] == '    "sudo *": deny'
     pol = parse_policy(new, "default.md")

@@ -758,7 +758,16 @@ def test_assignments_in_conditions_and_bodies_ask(command: str) -> None:
 
 def test_function_definition_redirect_is_a_write() -> None:
     assert writes("f() { echo; } > /etc/x") == ["/etc/x"]
-    assert external("function f { echo; } 2>> ../log") == ["/log"]
+    # applied wherever the function is called: a relative target is not known
+    assert writes("function f { echo; } 2>> ../log") == ["../log"]
+    assert never_allowed("function f { echo; } 2>> ../log")
+
+
+def test_function_bodies_run_where_they_are_called() -> None:
+    # decided as if run in an unknown directory; a function that may move makes the rest unknown
+    assert never_allowed("cd sub && f() { echo x > out.txt; } && cd .. && f")
+    assert never_allowed("cd() { true; }; cd sub && echo x > out.txt")
+    assert not never_allowed("f() { echo hi; }; f; echo x > out.txt")
 
 
 @pytest.mark.parametrize("cp", [0x80000, 0xA0000, 0xE0001, 0xF0000, 0x10FFFF])

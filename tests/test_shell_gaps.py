@@ -358,3 +358,161 @@ def test_sort_really_writes_where_the_walk_says(policy: Policy, box: Sandbox, li
     assert seen.written, line
     assert unseen(policy, box, line, seen) == [], line
     assert walk_decides(policy, box, line) == "ask"
+
+
+# --------------------------------------------------------------------------------------------
+# What a red team found in the walk's model of commands (each verified under real bash)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "bash -c -k 'bash -c true BASH_ENV=out/a.log'",
+        "bash -c -O extglob '!(true)'",
+        "bash -O extglob -c 'echo @(a|b)'",
+        "sh -o posix -c true",
+        "bash -c -l true",
+        "bash -i -c true",
+        "bash --login -c true",
+        "bash --rcfile x -c true",
+        "bash -kc 'true'",
+    ],
+)
+def test_shell_options_that_change_how_the_script_is_read_ask(policy: Policy, line: str) -> None:
+    assert decide_command(policy, line, "/p").decision == "ask", line
+
+
+@pytest.mark.parametrize(
+    "line", ["bash -c true", "bash -e -c true", "bash -euxo pipefail -c true", "sh -c 'echo hi'"]
+)
+def test_common_shell_options_are_left_to_the_rules(line: str) -> None:
+    assert all(p.floor == "allow" for p in analyse(line, "/p").parts), line
+
+
+@needs_sandbox
+@pytest.mark.parametrize(
+    "line",
+    [
+        "cd() { true; }; cd out && echo pwn > README.md",
+        "cd out && true() { echo pwn > README.md; } && cd .. && true",
+        "pushd -n out && echo pwn > README.md",
+        "pushd out && pushd +1 && echo pwn > README.md",
+        "cd out && command cd .. && echo pwn > x",
+        "cd out && builtin cd .. && echo pwn > y",
+        "f() { cd ..; }; cd out && f && echo pwn > z",
+    ],
+)
+def test_directories_follow_functions_and_the_directory_stack(
+    policy: Policy, box: Sandbox, line: str
+) -> None:
+    agrees_with_bash(policy, box, line)
+    assert walk_decides(policy, box, line) == "ask", line
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("sort -S 1K --compress-program=evil x", "sort --compress-program"),
+        ("sort --compress=evil x", "sort --compress"),
+        ("tar -I evil -cf out/a.tar src", "tar -I"),
+        ("tar --to-command=evil -xf a.tar", "tar --to-command"),
+        ("rsync -e evil a host:b", "rsync -e"),
+        ("ssh -o ProxyCommand=evil host", "ssh -o"),
+        ("git -c core.pager=evil log", "git -c"),
+        ("git difftool -y --extcmd=evil", "git difftool --extcmd"),
+        ("git difftool -yx evil", "git difftool -yx"),
+        ("git rebase -x evil HEAD~1", "git rebase -x"),
+        ("git grep -O evil x", "git grep -O"),
+        ("git submodule foreach evil", "git submodule foreach"),
+        ("mapfile -C evil -c 1 arr", "mapfile -C"),
+        ("zip -TT evil a.zip x", "zip -TT"),
+    ],
+)
+def test_options_that_run_another_program_ask(line: str, why: str) -> None:
+    notes = [p.note or "" for p in analyse(line, "/p").parts if p.floor == "ask"]
+    assert any(why in n and "runs another program" in n for n in notes), (line, notes)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "sed -n '1e rm x' f",
+        "sed '1!e rm x' f",
+        "sed '/a/,/b/e date' f",
+        "sed 's/a/b/e' f",
+        "sed 's|a|b|ge' f",
+        "sed 's/a/b/w out' f",
+        "sed '/foo/w bar' f",
+        "sed -e p -e 'W out' f",
+        "sed --expression='$e evil' f",
+        "sed -n -e1e\\ evil f",
+    ],
+)
+def test_sed_scripts_that_run_or_write_ask(line: str) -> None:
+    assert any(p.floor == "ask" for p in analyse(line, "/p").parts), line
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["sed -n '1,40p' f", "sed 's/a/b/g' f", "sed -e '/x/d' -e 's/e/E/g' f", "sed 's/e/w/' f"],
+)
+def test_plain_sed_scripts_do_not(line: str) -> None:
+    assert all(p.floor == "allow" for p in analyse(line, "/p").parts), line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "printf -v HOME %s out",
+        "printf -vPS4 %s x",
+        "printf '-va[$(rm -rf x)]' %s x",
+        "printf -v'a[$(rm -rf x)]' %s x",
+        "read PATH <<< /tmp",
+        "read -a PATH <<< x",
+        "read -r IFS <<< x",
+        "getopts ab OPTIND",
+        "mapfile PATH < f",
+        "for PATH in /tmp; do ls; done",
+        "select CDPATH in a; do break; done",
+        "f() { local PATH=/tmp; ls; }",
+        "f() { local LC_ALL=zh_TW.BIG5; }",
+        "read http_proxy <<< x",
+    ],
+)
+def test_builtins_and_loops_that_set_shell_variables_ask(line: str) -> None:
+    assert any(p.floor == "ask" for p in analyse(line, "/p").parts), line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "read -r line < f",
+        "printf -v out %s x",
+        "for f in *.py; do echo $f; done",
+        "f() { local x=1; echo $x; }",
+        "while read -r a b; do echo $a; done < f",
+    ],
+)
+def test_lower_case_variables_are_the_scripts_own(line: str) -> None:
+    assert all(p.floor == "allow" for p in analyse(line, "/p").parts), line
+
+
+@needs_sandbox
+def test_printf_v_with_an_attached_subscript_really_runs_code(box: Sandbox) -> None:
+    seen = box.run("enable printf; a=(1); printf '-va[$(evil p)]' %s x")
+    assert ["evil", "p"] in seen.executed
+
+
+@pytest.mark.parametrize(
+    ("line", "written"),
+    [
+        ("sort --o=README.md notes.txt", "README.md"),
+        ("sort --o README.md notes.txt", "README.md"),
+        ("git diff-tree -p --output=README.md HEAD~ HEAD", "README.md"),
+        ("git diff-index --output=x HEAD", "x"),
+        ("git difftool --output=y", "y"),
+    ],
+)
+def test_more_options_that_write(line: str, written: str) -> None:
+    writes = {p.subject for p in analyse(line, "/p", "/h").parts if p.permission == "write"}
+    assert written in writes, (line, writes)

@@ -36,7 +36,9 @@ def simple_reading(printed: str) -> Reading | None:
     records: list[Record] = []
     for line in printed.split("\n"):
         tokens: list[str] = []
-        for raw in line.split():
+        for raw in re.split(r"[ \t]+", line.strip(" \t")):
+            if not raw:
+                continue
             if raw.endswith(";") and len(raw) > 1:
                 tokens.extend((raw[:-1], ";"))
             else:

@@ -11,16 +11,46 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from gatekeeper.shell.tables import DECLARATIONS, FileOptions
+from gatekeeper.shell.tables import DECLARATIONS, GIT_GLOBAL_WITH_ARG, FileOptions
 from gatekeeper.shell.words import Word
 
 _SUBCOMMANDS = frozenset({"go", "docker", "pip", "npm", "ruff"})
 
 
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """A command as the option tables see it: ``key`` (``sort``, ``git diff``, ``pip
+    install``), the words after it, and for git the global options before the subcommand and
+    the directory ``-C`` names (where its relative outputs go)."""
+
+    key: str
+    args: list[Word]
+    global_args: list[Word]
+    directory: Word | None = None
+
+
+def invocation(cmd: str, args: list[Word]) -> Invocation:
+    """See :class:`Invocation`."""
+    if cmd == "git":
+        i = 0
+        directory: Word | None = None
+        while i < len(args) and args[i].text.startswith("-"):
+            opt = args[i].text
+            if opt == "-C" and i + 1 < len(args):
+                directory = args[i + 1]
+            i += 2 if opt in GIT_GLOBAL_WITH_ARG and "=" not in opt else 1
+        if i >= len(args):
+            return Invocation("git", [], args)
+        return Invocation(f"git {args[i].text}", args[i + 1 :], args[:i], directory)
+    key, rest = program_key(cmd, args)
+    return Invocation(key, rest, [])
+
+
 def program_key(cmd: str, args: list[Word]) -> tuple[str, list[Word]]:
-    """The WRITE_OPTIONS key of a command (``go build``, ``pip install``, ``python -m pytest``)
-    and the words after it."""
+    """The table key of a command (``go build``, ``pip install``, ``python -m pytest``) and
+    the words after it."""
     if cmd in ("npx", "pnpx", "bunx") and args and not args[0].text.startswith("-"):
         cmd, args = args[0].text, args[1:]
     elif re.fullmatch(r"python[0-9.]*", cmd) and len(args) > 1 and args[0].text == "-m":
@@ -137,7 +167,7 @@ def _names_option(t: str, options: frozenset[str], getopt: bool) -> bool:
 
 def _abbreviates(name: str, options: frozenset[str]) -> bool:
     # getopt_long and git accept an unambiguous prefix of a long option: `--out=f`.
-    return name.startswith("--") and len(name) > 3 and any(o.startswith(name) for o in options)
+    return name.startswith("--") and len(name) > 2 and any(o.startswith(name) for o in options)
 
 
 def arithmetic_evaluation(cmd: str, args: Sequence[Word]) -> str | None:
@@ -220,3 +250,133 @@ def variants(words: Sequence[Word]) -> tuple[str, ...]:
         if "/" in name:
             out.append(" ".join(" ".join([posixpath.basename(name), *rest]).split()))
     return tuple(dict.fromkeys(out))
+
+
+# --------------------------------------------------------------------------------------------
+# Builtins that set a variable they are given by name
+
+
+def assigned_names(cmd: str, args: Sequence[Word]) -> list[Word]:
+    """The variable names a builtin assigns to: ``read NAME``, ``printf -v NAME``, …"""
+    if cmd == "printf":
+        for i, w in enumerate(args):
+            if w.text == "--" or not w.text.startswith("-"):
+                break
+            if w.text == "-v" and i + 1 < len(args):
+                return [args[i + 1]]
+            if w.text.startswith("-v"):  # -vNAME: the name attached
+                return [Word(w.text[2:], w.static, w.pattern, w.node)]
+        return []
+    if cmd == "wait":
+        texts = [w.text for w in args]
+        return [args[texts.index("-p") + 1]] if "-p" in texts[:-1] else []
+    if cmd == "getopts":
+        return non_options(args)[1:2]
+    spec = _NAME_OPTIONS.get(cmd)
+    if spec is None:
+        return []
+    with_arg, names_option = spec
+    out: list[Word] = []
+    operands: list[Word] = []
+    i = 0
+    while i < len(args):
+        t = args[i].text
+        if t.startswith("-") and t != "-" and args[i].static and not operands:
+            if t in with_arg or t == names_option:
+                if t == names_option and i + 1 < len(args):
+                    out.append(args[i + 1])
+                i += 2
+                continue
+            i += 1
+            continue
+        operands.append(args[i])
+        i += 1
+    if cmd in ("mapfile", "readarray"):
+        return out + operands[-1:]
+    return out + operands
+
+
+# options that take a value, and the option whose value is a name (read -a NAME)
+_NAME_OPTIONS: dict[str, tuple[frozenset[str], str]] = {
+    "read": (frozenset({"-d", "-i", "-n", "-N", "-p", "-t", "-u"}), "-a"),
+    "mapfile": (frozenset({"-d", "-n", "-O", "-s", "-u", "-C", "-c"}), ""),
+    "readarray": (frozenset({"-d", "-n", "-O", "-s", "-u", "-C", "-c"}), ""),
+}
+
+# Lower-case variables that programs still read from the environment.
+_LOWERCASE_ENV = frozenset(
+    {"http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy", "auto_resume", "histchars"}
+)
+
+
+def harmless_name(name: str, harmless: frozenset[str]) -> bool:
+    """A variable a builtin or a loop may set without asking: one of ``harmless``, or a
+    lower-case name bash and programs do not read (their variables are upper case)."""
+    if name in harmless:
+        return True
+    return bool(re.fullmatch(r"[a-z_][a-z0-9_]*", name)) and name not in _LOWERCASE_ENV
+
+
+# --------------------------------------------------------------------------------------------
+# Options that run another program, and sed scripts that do
+
+
+def exec_option(key: str, args: Sequence[Word], options: frozenset[str]) -> str | None:
+    """The option of ``args`` that makes the program run another one (``sort
+    --compress-program=x``), or None. Abbreviated long options count, clustered short ones too."""
+    for w in args:
+        t = w.text
+        if t == "--":
+            break
+        name = t.partition("=")[0]
+        if name in options:
+            return name
+        if name.startswith("--") and len(name) > 2 and any(o.startswith(name) for o in options):
+            return name
+        if not name.startswith("--") and name.startswith("-") and len(name) > 2:
+            letters = {o[1] for o in options if len(o) == 2}
+            if any(ch in letters for ch in name[1:]):
+                return name
+    return None
+
+
+_SED_ADDRESS = r"(?:\d+(?:~\d+)?|\$|/(?:[^/\\\n]|\\.)*/[IM]*|\\(.)(?:(?!\1).)*\1)?"
+_SED_EXEC = re.compile(
+    rf"(?:^|[;\n{{}}])\s*{_SED_ADDRESS}(?:\s*,\s*{_SED_ADDRESS.replace('1', '2')})?\s*!*\s*[ewW]"
+)
+_SED_SUBST = re.compile(r"s(.)((?:(?!\1)[^\\]|\\.)*)\1((?:(?!\1)[^\\]|\\.)*)\1([A-Za-z0-9]*)")
+
+
+def sed_script_problem(script: str) -> str | None:
+    """Why a sed script runs a command or writes a file (GNU sed's ``e`` and ``w`` commands,
+    ``s///e`` and ``s///w``), or None. Read the strict way: a doubt is a problem."""
+    for m in _SED_SUBST.finditer(script):
+        flags = m.group(4)
+        if "e" in flags or "w" in flags:
+            return "the sed script runs a command or writes a file (s///e, s///w)"
+    stripped = _SED_SUBST.sub("s", script)
+    if _SED_EXEC.search(stripped):
+        return "the sed script runs a command or writes a file (e, w, W)"
+    return None
+
+
+def sed_scripts(args: Sequence[Word]) -> list[Word]:
+    """The script words of a sed command line: the ``-e``/``--expression`` values, else the
+    first operand."""
+    scripts: list[Word] = []
+    operands: list[Word] = []
+    i = 0
+    while i < len(args):
+        t = args[i].text
+        if t in ("-e", "--expression") and i + 1 < len(args):
+            scripts.append(args[i + 1])
+            i += 2
+            continue
+        if t.startswith("--expression="):
+            scripts.append(Word(t.split("=", 1)[1], args[i].static, False, args[i].node))
+        elif t.startswith("-e") and len(t) > 2 and not t.startswith("--"):
+            scripts.append(Word(t[2:], args[i].static, False, args[i].node))
+        elif not t.startswith("-") or t == "-":
+            operands.append(args[i])
+        i += 1
+    return scripts or operands[:1]

@@ -11,13 +11,12 @@ from __future__ import annotations
 import posixpath
 import re
 
-from gatekeeper.shell.commands import file_option_targets, non_options, program_key
+from gatekeeper.shell.commands import file_option_targets, invocation, non_options
 from gatekeeper.shell.parts import Part
 from gatekeeper.shell.syntax import may_match_dotdot
 from gatekeeper.shell.tables import (
     DEV_FD,
     FIRST_ARG_NOT_PATH,
-    GIT_GLOBAL_WITH_ARG,
     NOT_WRITES,
     WRITE_OPTIONS,
 )
@@ -72,6 +71,9 @@ class Places:
         return path == self.root or path.startswith(self.root.rstrip("/") + "/")
 
     def change_directory(self, cmd: str, args: list[Word], cwds: Cwds) -> Flow:
+        if cmd in ("pushd", "popd") and any(not w.static or w.text[:1] in "-+" for w in args):
+            # pushd -n (no change), pushd +1 (rotate the stack), popd: not a path we follow
+            return None, None
         targets = non_options(args)  # `cd -- -weird` goes to -weird
         if cmd == "popd" or (targets and targets[0].text == "-" and targets[0].static):
             return None, None
@@ -154,24 +156,14 @@ class Places:
 
     def option_writes(self, cmd: str, args: list[Word], cwds: Cwds) -> None:
         """Files a program writes because an option or operand says so (``sort -o f``)."""
-        key = cmd
-        if cmd == "git":
-            i = 0
-            while i < len(args) and args[i].text.startswith("-"):
-                opt = args[i].text
-                if opt == "-C" and i + 1 < len(args):
-                    resolved = self.resolve(args[i + 1], cwds)
-                    cwds = frozenset(resolved) if resolved is not None else None
-                i += 2 if opt in GIT_GLOBAL_WITH_ARG and "=" not in opt else 1
-            if i >= len(args):
-                return
-            key, args = f"git {args[i].text}", args[i + 1 :]
-        else:
-            key, args = program_key(cmd, args)
-        spec = WRITE_OPTIONS.get(key)
+        inv = invocation(cmd, args)
+        spec = WRITE_OPTIONS.get(inv.key)
         if spec is None:
             return
-        for target in file_option_targets(key, spec, args):
+        if inv.directory is not None:  # git -C DIR: outputs are relative to DIR
+            resolved = self.resolve(inv.directory, cwds)
+            cwds = frozenset(resolved) if resolved is not None else None
+        for target in file_option_targets(inv.key, spec, inv.args):
             self.write_target(target, cwds)
 
 

@@ -233,8 +233,8 @@ def _signature(node: Node) -> str:
     t = node.type
     if t == "word":
         return unescape_unquoted(node_text(node))[0]
-    if t in ("number", "variable_name"):
-        return node_text(node)
+    if t in ("number", "variable_name", "brace_expression"):
+        return node_text(node)  # `{1..3}`: literal text to every reader (bash expands it later)
     if t == "raw_string":
         return node_text(node)[1:-1]
     if t == "ansi_c_string":

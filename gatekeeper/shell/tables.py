@@ -96,6 +96,31 @@ def parse_state_change(cmd: str, args: Sequence[Word]) -> str | None:
     return None
 
 
+def shell_option_problem(option: str, following: str) -> str | None:
+    """Why an option of ``bash``/``sh`` … makes it read or run its script otherwise than the
+    readers here read it, or None. ``following`` is the next word (the name after ``-o``)."""
+    if option.startswith("--"):
+        if option in SAFE_SHELL_LONG_OPTIONS:
+            return None
+        return f"the shell option {option} changes what the shell reads or runs first"
+    flags = option[1:]
+    if set(flags) & set("oO"):
+        name = following if flags.endswith(("o", "O")) else ""
+        if "O" in flags or name not in SAFE_SET_OPTIONS:
+            return f"the shell option {option} {name} changes how the script is read"
+        flags = flags.replace("o", "")
+    unsafe = set(flags) - set(SAFE_SHELL_FLAGS)
+    if unsafe:
+        return f"the shell option {option} changes how the script is read or what runs first"
+    return None
+
+
+# Flags of `bash -c` and friends that change neither parsing nor what runs first (-c and -s
+# say where the script comes from; -i, -l, -k, -O … are not among them).
+SAFE_SHELL_FLAGS = "cseuxvfCabhmBPTEnrp"
+SAFE_SHELL_LONG_OPTIONS = names("--noprofile --norc --noediting --restricted --verbose")
+SHELL_OPTIONS_WITH_ARG = names("--rcfile --init-file -o +o -O +O")
+
 # `set` flags that change neither parsing nor which commands run.
 SAFE_SET_FLAGS = "euxvfCabhmBHPTE"
 SAFE_SET_OPTIONS = names(
@@ -351,6 +376,10 @@ WRITE_OPTIONS: dict[str, FileOptions] = {
     "pip wheel": _writes("-w --wheel-dir --log"),
     "npm pack": _writes("--pack-destination"),
     "git diff": _GIT_OUTPUT,
+    "git diff-tree": _GIT_OUTPUT,
+    "git diff-index": _GIT_OUTPUT,
+    "git diff-files": _GIT_OUTPUT,
+    "git difftool": _GIT_OUTPUT,
     "git log": _GIT_OUTPUT,
     "git show": _GIT_OUTPUT,
     "git whatchanged": _GIT_OUTPUT,
@@ -377,3 +406,41 @@ WRITE_OPTIONS: dict[str, FileOptions] = {
 GIT_GLOBAL_WITH_ARG = _opts(
     "-C -c --git-dir --work-tree --namespace --super-prefix --config-env --exec-path"
 )
+
+
+# --------------------------------------------------------------------------------------------
+# Program options that run another program
+
+# Keyed like WRITE_OPTIONS. The option's value names a program (or a command line) that the
+# program runs: the line asks, as an allowed `sort *` must not run `--compress-program=x`.
+EXEC_OPTIONS: dict[str, frozenset[str]] = {
+    "sort": names("--compress-program"),
+    "tar": names(
+        "-I --use-compress-program --to-command --checkpoint-action --info-script -F "
+        "--new-volume-script --rsh-command"
+    ),
+    "rsync": names("-e --rsh --rsync-path"),
+    "ssh": names("-o -F"),
+    "scp": names("-S -o -F"),
+    "sftp": names("-S -o -F"),
+    "zip": names("-TT --unzip-command"),
+    "man": names("-P --pager -H --html"),
+    "mapfile": names("-C"),
+    "readarray": names("-C"),
+    "git": names("-c --config-env --exec-path"),  # before the subcommand: core.pager=…
+    "git difftool": names("-x --extcmd -t --tool"),
+    "git mergetool": names("-t --tool"),
+    "git rebase": names("-x --exec"),
+    "git grep": names("-O --open-files-in-pager"),
+    "git fetch": names("--upload-pack"),
+    "git clone": names("-u --upload-pack --template -c --config"),
+    "git ls-remote": names("--upload-pack"),
+    "git pull": names("--upload-pack"),
+    "git push": names("--receive-pack --exec"),
+    "git archive": names("--exec"),
+    "git submodule": names("foreach"),
+    "git bisect": names("run"),
+    "npm": names("--script-shell"),
+    "flock": names("-c --command"),
+    "script": names("-c --command"),
+}

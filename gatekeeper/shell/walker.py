@@ -14,7 +14,17 @@ from collections.abc import Callable, Iterable, Sequence
 
 from tree_sitter import Node
 
-from gatekeeper.shell.commands import arithmetic_evaluation, non_options, variants
+from gatekeeper.shell.commands import (
+    arithmetic_evaluation,
+    assigned_names,
+    exec_option,
+    harmless_name,
+    invocation,
+    non_options,
+    sed_script_problem,
+    sed_scripts,
+    variants,
+)
 from gatekeeper.shell.expansions import MAX_NODES, Expansions
 from gatekeeper.shell.heredocs import heredoc_boundary_problem, heredoc_raw_body
 from gatekeeper.shell.parts import Floor, Part, Source
@@ -44,6 +54,7 @@ from gatekeeper.shell.syntax import (
 )
 from gatekeeper.shell.tables import (
     DIRECTORY_COMMANDS,
+    EXEC_OPTIONS,
     FILE_COMMANDS,
     HARMLESS_VARS,
     PARSE_STATE_VARS,
@@ -235,14 +246,21 @@ class Walker(Expansions):
             )
         )
         for r in redirects:
-            # applied on every call of the function: decided as if it ran now
-            self.redirect(r, cwds, depth)
+            # applied on every call of the function, wherever that is: directory unknown
+            self.redirect(r, None, depth)
         body = node.child_by_field_name("body")
+        before = len(self._records)
         if body is not None:
-            _, after = self.stmt(body, cwds, depth + 1)
-            if after != cwds:
-                # A function that changes directory makes every later directory unknown.
-                return None, None
+            # The body runs where the function is called, not where it is defined.
+            self.stmt(body, None, depth + 1)
+        fname = node_text(name) if name is not None else ""
+        moves = fname in _MOVES_DIRECTORY or any(
+            r.words and r.words[0] in _MOVES_DIRECTORY for r in self._records[before:]
+        )
+        if moves:
+            # It may change directory when called, or it takes the name of a command the walk
+            # follows (`cd() { …; }`): every later directory is unknown.
+            return None, None
         return cwds, cwds
 
     def assignments(self, node: Node, cwds: Cwds, depth: int) -> Flow:
@@ -276,8 +294,11 @@ class Walker(Expansions):
                 name = self.assignment(c, cwds, depth, standalone=False)
                 if name in PARSE_STATE_VARS:
                     floor, note = "ask", f"sets {name}, which changes how bash reads what follows"
-                elif name not in HARMLESS_VARS and keyword != "local":
-                    # `export PATH=…` changes what every later command is.
+                elif name not in HARMLESS_VARS and not (
+                    keyword == "local" and name is not None and harmless_name(name, _SETTABLE)
+                ):
+                    # `export PATH=…` changes what every later command is; `local x=1` in a
+                    # function is fine, `local PATH=…` is not.
                     floor, note = "ask", f"sets {name or 'an array element'}"
         arith = arithmetic_evaluation(keyword, words)
         if arith is not None:
@@ -369,6 +390,10 @@ class Walker(Expansions):
         every = cwds
         if node.type == "c_style_for_statement" and not counting_loop(node):
             self.unsure(node_text(node)[:200], "arithmetic on values that may hold code")
+        variable = node.child_by_field_name("variable") if node.type == "for_statement" else None
+        if variable is not None and not harmless_name(node_text(variable), _SETTABLE):
+            # `for PATH in /tmp/x; do ls; done` runs /tmp/x/ls
+            self.unsure(node_text(node)[:200], f"the loop sets {node_text(variable)}")
         for c in node.named_children:
             if c.type in ("variable_assignment", "variable_assignments") and (
                 node.type != "c_style_for_statement"
@@ -584,10 +609,18 @@ class Walker(Expansions):
             if floor != "allow":
                 self.emit(Part("bash", subject, floor, "; ".join(notes)))
             return self.change_directory(cmd, words[1:], cwds)
-        for why in (arithmetic_evaluation(cmd, words[1:]), parse_state_change(cmd, words[1:])):
+        for why in (
+            arithmetic_evaluation(cmd, words[1:]),
+            parse_state_change(cmd, words[1:]),
+            runs_other_code(cmd, words[1:]),
+        ):
             if why is not None:
                 floor = "ask"
                 notes.append(why)
+        for name in assigned_names(cmd, words[1:]):
+            if not name.static or not harmless_name(name.text, _SETTABLE):
+                floor = "ask"
+                notes.append(f"{cmd} sets {name.text}")
         self.emit(Part("bash", subject, floor, "; ".join(notes) or None, spellings))
         if cmd in FILE_COMMANDS:
             self.path_arguments(cmd, words[1:], cwds)
@@ -675,6 +708,31 @@ class Walker(Expansions):
 
 
 Handler = Callable[[Walker, Node, Cwds, int], Flow]
+
+# Variables a builtin (read, printf -v …) or a loop may set without asking.
+_SETTABLE = HARMLESS_VARS - PARSE_STATE_VARS
+
+
+def runs_other_code(cmd: str, args: list[Word]) -> str | None:
+    """Why an option or script of ``cmd`` makes it run another program, or None."""
+    inv = invocation(cmd, args)
+    for key, words in ((cmd, inv.global_args), (inv.key, inv.args)):
+        options = EXEC_OPTIONS.get(key)
+        option = exec_option(key, words, options) if options else None
+        if option is not None:
+            return f"{key} {option} runs another program"
+    if cmd == "sed":
+        for script in sed_scripts(args):
+            why = sed_script_problem(script.text) if script.static else "a sed script not fixed"
+            if why is not None:
+                return why
+    return None
+
+
+# Commands after which (or functions named so that) the directory may have moved.
+_MOVES_DIRECTORY = frozenset(
+    {*DIRECTORY_COMMANDS, "command", "builtin", "source", ".", "eval", "exec", "trap"}
+)
 
 # Statement node type → handler. A type not listed is unfamiliar: never allowed.
 _STATEMENTS: dict[str, Handler] = {

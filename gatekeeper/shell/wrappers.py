@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 
 from gatekeeper.shell.commands import non_options
 from gatekeeper.shell.parts import Floor, Part
-from gatekeeper.shell.tables import HARMLESS_VARS, SHELLS, WATCH_OPTS, WRAPPERS
+from gatekeeper.shell.tables import (
+    HARMLESS_VARS,
+    SHELL_OPTIONS_WITH_ARG,
+    SHELLS,
+    WATCH_OPTS,
+    WRAPPERS,
+    shell_option_problem,
+)
 from gatekeeper.shell.words import Word
 
 if TYPE_CHECKING:
@@ -69,7 +76,9 @@ def unwrap(
             if floor != "allow":
                 walker.emit(Part("bash", " ".join(w.text for w in words), floor, "; ".join(notes)))
             return cwds, cwds
-    walker.simple(inner, floor, notes, cwds, depth + 1, stdin_script=stdin_script)
+    flow = walker.simple(inner, floor, notes, cwds, depth + 1, stdin_script=stdin_script)
+    if cmd in ("command", "builtin"):
+        return flow  # the inner command runs in this shell: `command cd ..` moves it
     return cwds, cwds
 
 
@@ -93,22 +102,17 @@ def shell_invocation(
         if t in {"--", "-"}:
             i += 1
             break
-        if t in ("--rcfile", "--init-file", "-o", "+o", "-O", "+O"):
-            i += 2
-            continue
-        if t.startswith("--"):
-            i += 1
-            continue
-        if len(t) > 1 and t[0] in "-+":
-            if "c" in t[1:]:
-                command_mode = True
-            if "s" in t[1:]:
-                reads_stdin = True
-            i += 1
-            if "o" in t[1:] or "O" in t[1:]:
-                i += 1
-            continue
-        break
+        if not (len(t) > 1 and t[0] in "-+"):
+            break
+        why = shell_option_problem(t, args[i + 1].text if i + 1 < len(args) else "")
+        if why is not None:
+            # -O extglob, -o posix, -k, -i, -l, --rcfile …: the shell would read or run its
+            # script otherwise than every reader of it here (or run startup files first).
+            walker.unsure(" ".join(a.text for a in words), why)
+        if not t.startswith("--"):
+            command_mode = command_mode or "c" in t[1:]
+            reads_stdin = reads_stdin or "s" in t[1:]
+        i += 2 if t in SHELL_OPTIONS_WITH_ARG or (t[1:2] != "-" and set(t[1:]) & set("oO")) else 1
     rest = args[i:]
     if command_mode:
         if not rest:

@@ -621,7 +621,10 @@ class Walker(Expansions):
             if not name.static or not harmless_name(name.text, _SETTABLE):
                 floor = "ask"
                 notes.append(f"{cmd} sets {name.text}")
-        self.emit(Part("bash", subject, floor, "; ".join(notes) or None, spellings))
+        if not (cmd == "[" and floor == "allow"):
+            # `[ … ]` only tests (as in opencode, it is not a command the rules decide); its
+            # redirections and what it pipes into are, and a `-v` subscript asks.
+            self.emit(Part("bash", subject, floor, "; ".join(notes) or None, spellings))
         if cmd in FILE_COMMANDS:
             self.path_arguments(cmd, words[1:], cwds)
         if cmd == "tee":

@@ -100,43 +100,20 @@ def log_files(path: Path) -> list[Path]:
     return files
 
 
-def _last_line(path: Path) -> tuple[bytes | None, bool]:
-    """(the last complete line or None, whether a torn line follows it).
-
-    Reads backwards in 64 KiB steps until the last complete line is whole: bounded by the
-    newline before it, or by the start of the file.
-    """
-    size = path.stat().st_size
-    if size == 0:
-        return None, False
-    with path.open("rb") as f:
-        pos, data = size, b""
-        while True:
-            step = min(1 << 16, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-            torn = not data.endswith(b"\n")
-            end = data.rfind(b"\n")  # where the last complete line ends
-            while end >= 0:
-                start = data.rfind(b"\n", 0, end) + 1  # 0 when no newline before it
-                if start == 0 and pos > 0:
-                    break  # the line may begin before what was read: read further back
-                if start < end:
-                    return data[start:end], torn
-                if start == 0:
-                    break
-                end = start - 1  # a blank line: look at the one before it
-            if pos == 0:
-                return None, torn
-
-
 # --------------------------------------------------------------------------------------------
 # Writing
 
 
 class AuditLog:
-    """The daemon's writer. Thread-safe; every record is one ``write()`` of one whole line."""
+    """The daemon's writer. Thread-safe; every record is one ``write()`` of one whole line.
+
+    A record is on disk whole or not at all: a write cut short (a full disk) is truncated back
+    before the error is raised, so the next record never lands on half a line. When the disk
+    is full, writes fail (and the daemon refuses what it cannot record) until space returns;
+    then they simply succeed again — notes that could not be written meanwhile (a recovery
+    record, the daemon's start) go first. A failed rotation keeps the current file and is
+    tried again later.
+    """
 
     def __init__(
         self,
@@ -153,9 +130,15 @@ class AuditLog:
         self._lock = threading.Lock()
         self._dirty = False
         self._closed = False
+        self._pending: list[dict[str, Any]] = []  # notes to write before the next record
+        self._rotate_after = 0.0  # monotonic time before which no rotation is tried again
+        self._needs_cut = False  # a failed write could not be cut back yet
+        self.last_error: str | None = None  # the last write failure, until a write succeeds
+        self.previous = "new"  # how the daemon that wrote the log before stopped
+        self.unfinished: list[int] = []  # its decisions with no outcome (after a crash)
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._open()
+            self._fd, self._size = self._open(path)
         except OSError as exc:
             raise AuditError(f"{path}: cannot open the audit log: {exc.strerror}") from None
         self._recover()
@@ -166,65 +149,115 @@ class AuditLog:
             )
             self._syncer.start()
 
-    def _open(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    def _open(self, path: Path) -> tuple[int, int]:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise AuditError(
-                f"{self.path}: the audit log is in use by another gatekeeper daemon; "
+                f"{path}: the audit log is in use by another gatekeeper daemon; "
                 "give this one its own --audit-log"
             ) from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
-            raise AuditError(f"{self.path}: not a regular file: the audit log must be a file")
-        os.fchmod(fd, 0o600)
-        self._fd = fd
-        self._size = os.fstat(fd).st_size
+            raise AuditError(f"{path}: not a regular file: the audit log must be a file")
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)
+        return fd, st.st_size
+
+    # -- recovery -------------------------------------------------------------------------------
 
     def _recover(self) -> None:
-        """Find where the chain stands (also across rotation); acknowledge a torn tail."""
+        """Find where the chain stands (also across rotation). What follows the last whole,
+        sealed record of the live file — a line cut short by a crash or a full disk — is cut
+        away (no disk space is needed for that) and a ``recovery`` note records its hash."""
         self.seq = 0
         self.prev = GENESIS
-        torn = False
         for f in reversed(log_files(self.path)):
             try:
-                last, torn_here = _last_line(f)
+                found = _last_record(f)
             except OSError as exc:
                 raise AuditError(f"{f}: cannot read the audit log: {exc.strerror}") from None
-            if f == self.path:
-                torn = torn_here
-            if last is None:
+            if found is None:
+                if f == self.path and self._size > 0:
+                    raise AuditError(
+                        f"{f}: no audit record in it: it is not a gatekeeper audit log "
+                        "(or is damaged throughout); give the daemon another --audit-log"
+                    )
                 continue
-            try:
-                record = json.loads(last)
-                self.seq = int(record["seq"])
-                self.prev = str(record["hash"])
-            except (ValueError, KeyError, TypeError):
-                raise AuditError(
-                    f"{f}: its last complete line is not an audit record; run "
-                    "`gatekeeper audit verify` and move the damaged log aside"
-                ) from None
+            record, end = found
+            self.seq = int(record["seq"])
+            self.prev = str(record["hash"])
+            if f == self.path:
+                self._read_history(record)
+                if end < self._size:
+                    self._cut(end)
             break
-        if torn:
-            torn_bytes = self._torn_tail()
-            os.write(self._fd, b"\n")
-            self._size += 1
-            self.write(
-                {
-                    "kind": "recovery",
-                    "torn_sha256": line_hash(torn_bytes),
-                    "torn_bytes": len(torn_bytes),
-                    "note": "the previous line was cut short by a crash and is skipped",
-                }
-            )
 
-    def _torn_tail(self) -> bytes:
+    def _read_history(self, last: dict[str, Any]) -> None:
+        """How the previous daemon stopped, and its runs that never got an outcome."""
+        if last.get("kind") == "stop":
+            self.previous = "stopped"
+            return
+        self.previous = "crashed"
+        finished: set[int] = set()
+        unfinished: list[int] = []
+        with contextlib.suppress(OSError):
+            # Backwards to the previous daemon's start: each outcome comes after its decision.
+            for line in reversed(self.path.read_bytes().split(b"\n")):
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(rec, dict) or rec.get("kind") == "start":
+                    if isinstance(rec, dict):
+                        break
+                    continue
+                if rec.get("kind") == "outcome" and isinstance(rec.get("ref"), int):
+                    finished.add(rec["ref"])
+                elif rec.get("kind") == "decision" and (
+                    rec.get("op") == "run" or rec.get("wait") is True
+                ):
+                    seq = rec.get("seq")
+                    if isinstance(seq, int) and seq not in finished:
+                        unfinished.append(seq)
+        self.unfinished = sorted(unfinished)
+
+    def _cut(self, end: int) -> None:
         with self.path.open("rb") as f:
-            data = f.read()
-        return data[data.rfind(b"\n") + 1 :]
+            f.seek(end)
+            removed = f.read()
+        os.ftruncate(self._fd, end)
+        self._size = end
+        self._pending.append(
+            {
+                "kind": "recovery",
+                "removed_sha256": line_hash(removed),
+                "removed_bytes": len(removed),
+                "note": "the end of the log was not a whole record (cut short by a crash or "
+                "a full disk): it was removed",
+            }
+        )
+
+    def begin(self, **fields: Any) -> None:
+        """Note that a daemon starts writing (and how the one before it ended). Kept for the
+        next record if it cannot be written now."""
+        note: dict[str, Any] = {"kind": "start", "previous": self.previous, **fields}
+        if self.previous == "crashed":
+            note["unfinished"] = self.unfinished
+        with self._lock:
+            self._pending.append(note)
+            with contextlib.suppress(AuditError):
+                self._flush_pending()
+
+    def end(self) -> None:
+        """Note that the daemon stops cleanly (best effort)."""
+        with contextlib.suppress(AuditError):
+            self.write({"kind": "stop"})
+
+    # -- writing --------------------------------------------------------------------------------
 
     def write(
         self,
@@ -232,7 +265,8 @@ class AuditLog:
         decision_json: bytes | None = None,
         members: bytes = b"",
     ) -> int:
-        """Append one record; returns its ``seq``. Raises :class:`AuditError` if it cannot.
+        """Append one record; returns its ``seq``. Raises :class:`AuditError` if it cannot
+        (then nothing of it is on disk).
 
         ``decision_json``, when given, is the already encoded decision and is spliced in as
         the ``decision`` field (saves encoding it twice); ``members`` are more fields already
@@ -241,51 +275,108 @@ class AuditLog:
         with self._lock:
             if self._closed:
                 raise AuditError("the audit log is closed")
-            seq = self.seq + 1
-            if self._size + 1 > self.max_bytes and self._size > 0:
-                self._rotate()
-            # Built as bytes: seq, time, prev first, then the record's own fields.
-            pieces = [
-                b'{"seq":%d,"time":"%s","prev":"%s"' % (seq, utc_now().encode(), self.prev.encode())
-            ]
-            if self._size == 0 and seq > 1:
-                # The first record of a file after rotation says so (inside its hash), so a
-                # log whose first lines were cut away cannot pass for a rotated one.
-                pieces.append(b',"file_start":true')
-            if record:
-                pieces.append(b"," + _ENCODER.encode(record).encode("utf-8", "surrogatepass")[1:-1])
-            if members:
-                pieces.append(b"," + members)
-            if decision_json is not None:
-                pieces.append(b',"decision":' + decision_json)
-            pieces.append(b"}")
-            body = b"".join(pieces)
-            body, digest = seal(body)
+            self._flush_pending()
+            return self._append(record, decision_json, members)
+
+    def _flush_pending(self) -> None:
+        while self._pending:
+            self._append(self._pending[0], None, b"")
+            self._pending.pop(0)
+
+    def _append(self, record: dict[str, Any], decision_json: bytes | None, members: bytes) -> int:
+        if self._needs_cut:
             try:
-                written = os.write(self._fd, body + b"\n")
+                os.ftruncate(self._fd, self._size)
             except OSError as exc:
-                raise AuditError(
-                    f"{self.path}: cannot write the audit log: {exc.strerror}"
-                ) from None
-            if written != len(body) + 1:
-                raise AuditError(f"{self.path}: short write to the audit log (disk full?)")
-            self._size += written
-            self.seq = seq
-            self.prev = digest
-            if self.fsync == "always":
+                raise self._failed(f"cannot repair the audit log: {exc.strerror}") from None
+            self._needs_cut = False
+        seq = self.seq + 1
+        if self._size + 1 > self.max_bytes and self._size > 0:
+            self._rotate()
+        # Built as bytes: seq, time, prev first, then the record's own fields.
+        pieces = [
+            b'{"seq":%d,"time":"%s","prev":"%s"' % (seq, utc_now().encode(), self.prev.encode())
+        ]
+        if self._size == 0 and seq > 1:
+            # The first record of a file after rotation says so (inside its hash), so a log
+            # whose first lines were cut away cannot pass for a rotated one.
+            pieces.append(b',"file_start":true')
+        if record:
+            pieces.append(b"," + _ENCODER.encode(record).encode("utf-8", "surrogatepass")[1:-1])
+        if members:
+            pieces.append(b"," + members)
+        if decision_json is not None:
+            pieces.append(b',"decision":' + decision_json)
+        pieces.append(b"}")
+        body, digest = seal(b"".join(pieces))
+        line = body + b"\n"
+        try:
+            written = os.write(self._fd, line)
+        except OSError as exc:
+            self._undo()
+            raise self._failed(f"cannot write the audit log: {exc.strerror}") from None
+        if written != len(line):
+            self._undo()
+            raise self._failed("the disk took only part of a record (is it full?)")
+        self._size += written
+        self.seq = seq
+        self.prev = digest
+        self.last_error = None
+        if self.fsync == "always":
+            try:
                 os.fdatasync(self._fd)
-            else:
-                self._dirty = True
-            return seq
+            except OSError as exc:
+                raise self._failed(f"cannot sync the audit log: {exc.strerror}") from None
+        else:
+            self._dirty = True
+        return seq
+
+    def _undo(self) -> None:
+        """Cut the file back to its last whole record: a part of a line never stays."""
+        try:
+            os.ftruncate(self._fd, self._size)
+            self._needs_cut = False
+        except OSError:
+            self._needs_cut = True  # the next write tries again first
+
+    def _failed(self, why: str) -> AuditError:
+        self.last_error = why
+        return AuditError(f"{self.path}: {why}")
 
     def _rotate(self) -> None:
+        """Move the live file aside as ``.N`` and start a new one. The new file is made
+        (and locked) first: if that fails (no space, no inode), the live file stays and
+        rotation is tried again in a minute."""
+        if time.monotonic() < self._rotate_after:
+            return
         files = log_files(self.path)
         numbers = [int(p.name.rsplit(".", 1)[1]) for p in files if p != self.path]
         target = self.path.with_name(f"{self.path.name}.{max(numbers, default=0) + 1}")
-        os.fsync(self._fd)
-        os.rename(self.path, target)  # we still hold the lock on the old file's descriptor
-        old = self._fd
-        self._open()
+        fresh = self.path.with_name(f".{self.path.name}.new")
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                fresh.unlink()
+            fd, size = self._open(fresh)
+        except (OSError, AuditError) as exc:
+            self._rotate_after = time.monotonic() + 60
+            self.last_error = f"cannot rotate the audit log, writing on: {exc}"
+            return
+        try:
+            with contextlib.suppress(OSError):
+                os.fsync(self._fd)
+            os.rename(self.path, target)  # we still hold the lock on the old descriptor
+            os.rename(fresh, self.path)
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                fresh.unlink()
+            if not self.path.exists() and target.exists():
+                with contextlib.suppress(OSError):
+                    os.rename(target, self.path)
+            self._rotate_after = time.monotonic() + 60
+            self.last_error = f"cannot rotate the audit log, writing on: {exc.strerror}"
+            return
+        old, self._fd, self._size = self._fd, fd, size
         os.close(old)
         rotated = [p for p in log_files(self.path) if p != self.path]
         for stale in rotated[: max(0, len(rotated) - self.keep)]:
@@ -318,6 +409,35 @@ class AuditLog:
                 with contextlib.suppress(OSError):
                     os.fsync(self._fd)
                 os.close(self._fd)
+
+
+def _last_record(path: Path) -> tuple[dict[str, Any], int] | None:
+    """The last whole, sealed record of a file and the offset where its line ends (after its
+    newline); None when there is none. Reads backwards, 64 KiB at a time, at most 16 MiB."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        pos, data = size, b""
+        while pos > 0 and size - pos < (16 << 20):
+            step = min(1 << 16, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+            end = data.rfind(b"\n")
+            while end >= 0:
+                start = data.rfind(b"\n", 0, end) + 1
+                if start == 0 and pos > 0:
+                    break  # the line may begin before what was read: read further back
+                raw = data[start:end]
+                sealed = unseal(raw)
+                if sealed is not None and line_hash(sealed[0]) == sealed[1]:
+                    with contextlib.suppress(ValueError):
+                        record = json.loads(raw)
+                        if isinstance(record, dict) and isinstance(record.get("seq"), int):
+                            return record, pos + end + 1
+                if start == 0:
+                    break
+                end = start - 1
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,6 +572,19 @@ def verify(lines: Iterable[Line]) -> Verdict:
                 v.ok = False
                 v.problems.append(f"{line.where}: seq {seq} follows seq {prev_seq}")
                 return v
+        if rec.get("kind") == "recovery" and isinstance(rec.get("removed_bytes"), int):
+            v.notes.append(
+                f"{line.where}: seq {seq}: the daemon started after a crash and removed "
+                f"{rec['removed_bytes']} bytes that were not a whole record (sha256 "
+                f"{str(rec.get('removed_sha256', ''))[:16]}…)"
+            )
+        if rec.get("kind") == "start" and rec.get("previous") == "crashed":
+            unfinished = rec.get("unfinished") or []
+            v.notes.append(
+                f"{line.where}: seq {seq}: the daemon before this one crashed"
+                + (f"; runs with no outcome: seq {', '.join(map(str, unfinished))}"
+                   if unfinished else "")
+            )  # fmt: skip
         if v.first_seq is None:
             v.first_seq = seq
         prev_hash = sealed[1]

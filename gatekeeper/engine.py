@@ -66,6 +66,11 @@ class Decision(NamedTuple):
     def reason(self) -> str:
         return _reason(self.decision, self.parts)
 
+    @property
+    def first_ask(self) -> PartDecision | None:
+        """The first part that asks: what a human is asked about, and what "always" covers."""
+        return next((p for p in self.parts if p.decision == "ask"), None)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "decision": self.decision,

@@ -8,7 +8,9 @@ every decision can say which line of which file made it.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -462,14 +464,32 @@ MAX_POLICY_BYTES = 1 << 20
 
 
 def load_policy_file(path: str | Path) -> Policy:
-    """Read and parse one agent file."""
+    """Read and parse one agent file.
+
+    Only a regular file is read: a FIFO or a device named ``*.md`` would block the reader (the
+    daemon) or never end, so it is refused without being opened for reading.
+    """
     p = Path(path)
     try:
-        data = p.read_bytes()
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as exc:
         raise PolicyError(f"{p}: cannot read: {exc.strerror}") from None
-    if len(data) > MAX_POLICY_BYTES:
-        raise PolicyError(f"{p}: larger than 1 MiB: not an agent file")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PolicyError(f"{p}: not a regular file: an agent file must be a plain file")
+        if st.st_size > MAX_POLICY_BYTES:
+            raise PolicyError(f"{p}: larger than 1 MiB: not an agent file")
+        chunks: list[bytes] = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > MAX_POLICY_BYTES:
+                raise PolicyError(f"{p}: larger than 1 MiB: not an agent file")
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise PolicyError(f"{p}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -485,8 +505,13 @@ def load_policy_dir(directory: str | Path) -> dict[str, Policy]:
     d = Path(directory)
     if not d.is_dir():
         raise PolicyError(f"{d}: not a directory of agent files")
+    try:
+        names = sorted(e.name for e in os.scandir(d) if e.name.endswith(".md"))
+    except OSError as exc:
+        raise PolicyError(f"{d}: cannot list the agent files: {exc.strerror}") from None
     policies: dict[str, Policy] = {}
-    for f in sorted(d.glob("*.md")):
+    for name in names:
+        f = d / name
         pol = load_policy_file(f)
         if pol.name in policies:
             raise PolicyError(

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 VERSION = 1
-MAX_LINE = 1 << 20  # bytes, the newline not counted
+MAX_LINE = 1 << 20  # bytes, the newline not counted (requests)
+MAX_REPLY_LINE = 4 << 20  # what a client accepts for one reply or event line
+MAX_TIMEOUT = 7 * 24 * 3600.0  # seconds: a longer `timeout` is refused
 
 RequestId = str | int | None
 
@@ -35,6 +37,24 @@ class ProtocolError(Exception):
 
 def error_reply(request_id: RequestId, code: str, message: str) -> dict[str, Any]:
     return {"id": request_id, "error": {"code": code, "message": message}}
+
+
+def event(request_id: RequestId, name: str, **body: Any) -> dict[str, Any]:
+    """One event of a run (or of a subscription): ``{"id": …, "event": name, …}``."""
+    return {"id": request_id, "event": name, **body}
+
+
+def encode_request(fields: Mapping[str, Any]) -> bytes:
+    """A client's request line: the fields with ``"v": 1`` added (clients use this)."""
+    return encode({"v": VERSION, **fields})
+
+
+def decode_reply(line: bytes) -> dict[str, Any]:
+    """One reply or event line, as a client reads it (:class:`LineDecoder` frames them)."""
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise ValueError("a reply is a JSON object")
+    return message
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -192,8 +212,12 @@ def parse_request(line: bytes) -> Request:
     rid = obj.get("id")
     if isinstance(rid, bool) or not isinstance(rid, (str, int)):
         raise ProtocolError("bad_request", "field 'id' must be a string or an integer", None)
-    if isinstance(rid, str) and len(rid) > 200:
-        raise ProtocolError("bad_request", "field 'id' is longer than 200 characters", None)
+    if isinstance(rid, str) and (len(rid) > 200 or "\x00" in rid or not _utf8(rid)):
+        raise ProtocolError(
+            "bad_request", "field 'id' must be valid UTF-8 text of at most 200 characters", None
+        )
+    if isinstance(rid, int) and abs(rid) >= 1 << 63:
+        raise ProtocolError("bad_request", "field 'id' must fit in 64 bits", None)
     v = obj.get("v")
     if v != VERSION or isinstance(v, bool):
         raise ProtocolError(
@@ -245,8 +269,19 @@ def parse_request(line: bytes) -> Request:
                         rid,
                     )
         timeout = _field(obj, "timeout", (int, float), rid, required=False)
-        if timeout is not None and (not math.isfinite(timeout) or timeout <= 0):
-            raise ProtocolError("bad_request", "field 'timeout' must be a positive number", rid)
+        if timeout is not None:
+            try:
+                seconds = float(timeout)  # an integer of 400 digits does not fit a float
+            except OverflowError:
+                seconds = math.inf
+            if not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT:
+                raise ProtocolError(
+                    "bad_request",
+                    f"field 'timeout' must be a number of seconds, above 0 and at most "
+                    f"{MAX_TIMEOUT:g}",
+                    rid,
+                )
+            timeout = seconds
         stdin_text = _text(obj, "stdin", rid, required=False)
         stdin_b64 = _field(obj, "stdin_base64", str, rid, required=False)
         if stdin_text is not None and stdin_b64 is not None:
@@ -274,7 +309,11 @@ def parse_request(line: bytes) -> Request:
         )
     if op == "cancel":
         target = obj.get("target")
-        if isinstance(target, bool) or not isinstance(target, (str, int)):
+        if (
+            isinstance(target, bool)
+            or not isinstance(target, (str, int))
+            or (isinstance(target, str) and not _utf8(target))
+        ):
             raise ProtocolError("bad_request", "field 'target' must be the id of a run", rid)
         return Cancel(rid, op, target)
     if op == "answer":

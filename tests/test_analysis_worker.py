@@ -194,7 +194,7 @@ def test_the_daemon_survives_a_parser_crash(tmp_path: Path) -> None:
     )
     with ThreadDaemon(config) as d:
         asyncio.run_coroutine_threadsafe(d.daemon.analyser.close(), d.loop).result(10)
-        d.daemon.analyser = AnalysisPool(timeout=1.0, command=FLAKY)
+        d.daemon.analyser = d.daemon.requests.analyser = AnalysisPool(timeout=1.0, command=FLAKY)
         c = Raw(config.socket_path)
         try:
             c.send(id=1, op="check", command="crash me", cwd="/tmp")

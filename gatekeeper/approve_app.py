@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from prompt_toolkit.layout.containers import ConditionalContainer
 from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
 from prompt_toolkit.styles import Style
 
-from gatekeeper.protocol import VERSION
+from gatekeeper.protocol import MAX_REPLY_LINE, decode_reply, encode_request
 from gatekeeper.text import visible
 
 ARM_DELAY = 0.75  # seconds a request must be on screen before a key may answer it
@@ -129,10 +128,12 @@ class Link:
             await asyncio.sleep(RECONNECT_EVERY)
 
     async def _session(self) -> None:
-        reader, writer = await asyncio.open_unix_connection(str(self.socket_path), limit=1 << 22)
+        reader, writer = await asyncio.open_unix_connection(
+            str(self.socket_path), limit=MAX_REPLY_LINE
+        )
         self._writer = writer
         try:
-            writer.write(_line({"v": VERSION, "id": "subscribe", "op": "subscribe"}))
+            writer.write(encode_request({"id": "subscribe", "op": "subscribe"}))
             await writer.drain()
             self.connected = True
             self.error = None
@@ -141,7 +142,7 @@ class Link:
                 raw = await reader.readline()
                 if not raw:
                     raise ConnectionError("the daemon closed the connection")
-                self._handle(json.loads(raw))
+                self._handle(decode_reply(raw))
         finally:
             writer.close()
 
@@ -169,15 +170,11 @@ class Link:
         rid = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = fut
-        body = {"v": VERSION, "id": rid, "op": "answer", "request": request, "answer": answer}
+        body = {"id": rid, "op": "answer", "request": request, "answer": answer}
         body.update({k: v for k, v in extra.items() if v is not None})
-        self._writer.write(_line(body))
+        self._writer.write(encode_request(body))
         await self._writer.drain()
         return await asyncio.wait_for(fut, 10)
-
-
-def _line(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import os
 import socket
 import struct
+from collections import deque
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -32,7 +32,13 @@ from typing import Any
 
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.paths import default_socket
-from gatekeeper.protocol import MAX_LINE, VERSION
+from gatekeeper.protocol import (
+    MAX_REPLY_LINE,
+    LineDecoder,
+    ProtocolError,
+    decode_reply,
+    encode_request,
+)
 
 
 class ClientError(GatekeeperError):
@@ -82,7 +88,8 @@ class Client:
             raise DaemonUnavailable(
                 f"{self.socket_path} is served by another user (uid {peer_uid}): not trusted"
             )
-        self._buf = b""
+        self._decoder = LineDecoder(MAX_REPLY_LINE)
+        self._lines: deque[bytes] = deque()
         self._ids = itertools.count(1)
 
     def __enter__(self) -> Client:
@@ -101,27 +108,21 @@ class Client:
 
     def send(self, op: str, request_id: str | int | None = None, **fields: Any) -> str | int:
         rid: str | int = request_id if request_id is not None else next(self._ids)
-        body = {
-            "v": VERSION,
-            "id": rid,
-            "op": op,
-            **{k: v for k, v in fields.items() if v is not None},
-        }
-        self._sock.sendall(json.dumps(body, ensure_ascii=False).encode() + b"\n")
+        body = {"id": rid, "op": op, **{k: v for k, v in fields.items() if v is not None}}
+        self._sock.sendall(encode_request(body))
         return rid
 
     def receive(self) -> dict[str, Any]:
         """The next message from the daemon (reply or event)."""
-        while b"\n" not in self._buf:
+        while not self._lines:
             data = self._sock.recv(65536)
             if not data:
                 raise DaemonUnavailable("the daemon closed the connection")
-            self._buf += data
-            if len(self._buf) > 4 * MAX_LINE:
-                raise ClientError("too_large", "reply line too long")
-        line, self._buf = self._buf.split(b"\n", 1)
-        message: dict[str, Any] = json.loads(line)
-        return message
+            try:
+                self._lines.extend(self._decoder.feed(data))
+            except ProtocolError:
+                raise ClientError("too_large", "reply line too long") from None
+        return decode_reply(self._lines.popleft())
 
     def receive_for(self, rid: str | int) -> dict[str, Any]:
         """The next message for request ``rid``; an error reply raises :class:`ClientError`."""

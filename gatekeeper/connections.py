@@ -148,6 +148,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self.conn: Conn | None = None
         self.held = 0  # this connection's share of the budget
         self.last_data = time.monotonic()
+        self.on_lost: Callable[[], None] | None = None  # the listener's count
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not isinstance(transport, asyncio.Transport):  # pragma: no cover - always a stream
@@ -157,7 +158,7 @@ class ConnectionProtocol(asyncio.Protocol):
         pid, uid = peer_credentials(sock) if sock is not None else (None, None)
         name: str | None = None
         if pid:
-            with contextlib.suppress(psutil.Error):
+            with contextlib.suppress(psutil.Error, OSError):  # OSError: out of descriptors
                 name = psutil.Process(pid).name()
         conn = Conn(transport, pid, uid, name)
         self.conn = conn
@@ -234,6 +235,9 @@ class ConnectionProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.budget.held -= self.held
         self.held = 0
+        if self.on_lost is not None:
+            self.on_lost()
+            self.on_lost = None
         if self.conn is not None:
             self.handler.forget(self.conn)
 
@@ -285,12 +289,11 @@ class Listener:
         sock: socket.socket,
         factory: Callable[[], ConnectionProtocol],
         limits: Limits,
-        count: Callable[[], int],
     ) -> None:
         self.sock = sock
         self.factory = factory
         self.limits = limits
-        self.count = count  # connections open now
+        self.open = 0  # connections accepted and not yet closed (counted at accept)
         self.once = OnceLogger()
         self._reserve: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -326,7 +329,7 @@ class Listener:
                     continue
                 self.once.warn("accept", f"accepting a connection failed: {exc}")
                 return
-            if self.count() >= self.limits.max_connections:
+            if self.open >= self.limits.max_connections:
                 self.once.warn(
                     "busy", f"{self.limits.max_connections} connections open: refusing more"
                 )
@@ -337,8 +340,23 @@ class Listener:
     def _serve(self, client: socket.socket) -> None:
         assert self._loop is not None  # noqa: S101 - started
         client.setblocking(False)
-        task = self._loop.create_task(self._loop.connect_accepted_socket(self.factory, client))
-        task.add_done_callback(_log_failure)
+        self.open += 1
+
+        def made() -> ConnectionProtocol:
+            proto = self.factory()
+            proto.on_lost = self._closed
+            return proto
+
+        task = self._loop.create_task(self._loop.connect_accepted_socket(made, client))
+        task.add_done_callback(self._setup_done)
+
+    def _closed(self) -> None:
+        self.open -= 1
+
+    def _setup_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.open -= 1
+            self.once.warn("setup", f"a connection could not be set up: {task.exception()}")
 
     def _out_of_descriptors(self, exc: OSError) -> None:
         """No descriptor left: give back the reserve, refuse the waiting client with it, and
@@ -376,8 +394,3 @@ def _refuse_now(client: socket.socket, why: str) -> None:
                 break
     with contextlib.suppress(OSError):
         client.close()
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("a connection could not be set up: %s", task.exception())

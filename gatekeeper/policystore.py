@@ -10,6 +10,7 @@ keeps the previous policies and says why.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import stat
@@ -35,7 +36,7 @@ class PolicyStore:
         self.reload_error: str | None = None
         self.session: dict[str, dict[str, list[Rule]]] = {}
         self.session_sets: dict[str, Session] = {}
-        self._mtimes: dict[str, tuple[float, int]] = {}
+        self._mtimes: dict[str, tuple[float, int]] | None = {}
 
     def load(self) -> None:
         """Load the policy directory; raises on error (used at start)."""
@@ -66,19 +67,26 @@ class PolicyStore:
         log.info("policies reloaded: %s", ", ".join(sorted(policies)))
         return None
 
-    def scan(self) -> dict[str, tuple[float, int]]:
-        """(mtime, size) of each ``*.md`` entry: what the watcher compares. Never opens one."""
+    def scan(self) -> dict[str, tuple[float, int]] | None:
+        """(mtime, size) of each ``*.md`` entry: what the watcher compares. Never opens one.
+        None when the directory cannot be listed right now (out of descriptors …)."""
         out: dict[str, tuple[float, int]] = {}
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(self.policy_dir):
-                if entry.name.endswith(".md"):
-                    with contextlib.suppress(OSError):
-                        st = entry.stat()
-                        out[entry.name] = (st.st_mtime, st.st_size)
+        try:
+            entries = list(os.scandir(self.policy_dir))
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+                return None  # a passing shortage, not a change: look again later
+            return {}
+        for entry in entries:
+            if entry.name.endswith(".md"):
+                with contextlib.suppress(OSError):
+                    st = entry.stat()
+                    out[entry.name] = (st.st_mtime, st.st_size)
         return out
 
     def changed(self) -> bool:
-        return self.scan() != self._mtimes
+        now = self.scan()
+        return now is not None and now != self._mtimes
 
     def policy_for(self, agent: str | None, rid: Any) -> Policy:
         name = agent or self.default_agent

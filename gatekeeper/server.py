@@ -168,7 +168,7 @@ class Daemon:
                 )
         loop = asyncio.get_running_loop()
         sock = self.config.listen_socket or self._bind()
-        self._listener = Listener(sock, self._protocol, self.limits, lambda: len(self.connections))
+        self._listener = Listener(sock, self._protocol, self.limits)
         self._listener.start()
         self._tasks = [loop.create_task(self._watch()), loop.create_task(self._sweep())]
         self.analyser.start()
@@ -412,8 +412,9 @@ def serve(config: ServeConfig) -> int:
     if config.listen_socket is None:
         config.listen_socket = inherited_socket()
     limit = raise_fd_limit()
-    # Keep room for the runs' pipes, the workers and the audit log: ~32 descriptors spare.
-    config.max_connections = max(16, min(config.max_connections, limit - 64))
+    # Keep room for the runs' pipes, the workers, the audit log and /proc reads: a quarter of
+    # the descriptors (at least 64) are never given to connections.
+    config.max_connections = max(16, min(config.max_connections, limit - max(64, limit // 4)))
     daemon = Daemon(config, Notifier())
     daemon.guardian.start()
 

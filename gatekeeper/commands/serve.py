@@ -25,6 +25,9 @@ CONFIG_KEYS = {
     "audit_fsync",
     "audit_max_bytes",
     "audit_keep",
+    "max_connections",
+    "max_buffered_bytes",
+    "idle_line_timeout",
 }
 
 
@@ -99,6 +102,9 @@ def run(
         audit_fsync=_fsync(audit_fsync or cfg.get("audit_fsync") or "batch"),
         audit_max_bytes=int(cfg.get("audit_max_bytes", 10 * 1024 * 1024)),
         audit_keep=int(cfg.get("audit_keep", 20)),
+        max_connections=int(cfg.get("max_connections", 1000)),
+        max_buffered=int(cfg.get("max_buffered_bytes", 64 << 20)),
+        idle_line_timeout=float(cfg.get("idle_line_timeout", 30.0)),
     )
     logging.getLogger("gatekeeper").setLevel(logging.INFO)
     logging.getLogger("gatekeeper").info(

@@ -225,9 +225,7 @@ class Sandbox:
         for name in PASS_THROUGH:
             found = shutil.which(name)
             if found:
-                real[name] = os.path.realpath(found) if name not in ("bash", "sh") else found
-        if "sh" in real:
-            real["sh"] = real.get("bash", real["sh"])
+                real[name] = found if name in ("bash", "sh") else os.path.realpath(found)
         for name in (*STAND_INS, *real):
             (self.bin / name).symlink_to(exe)
         self.init = self.root / "init.bash"

@@ -153,7 +153,12 @@ class LineMaker:
             "printf '-va[$(rm q)]' %s x", "read PATH <<< /tmp", "for PATH in x; do ls; done",
             "sed -n '1e rm q' x.txt", "sed 's/a/b/w out/s' x.txt", "sed 's/a/b/e' x.txt",
             "sort -S 1K --compress-program=evil x.txt", "true() { evil; }; true",
-            "printf -vPS4 %s x",
+            "printf -vPS4 %s x", "echo x 3<notes.txt >/dev/fd/3", "echo x 1<x.txt >/dev/stdout",
+            "echo x >&\u0661", "git diff {--output=notes.txt,}", "sort {-o,notes.txt} x.txt",
+            "for x in --output=notes.txt; do git diff \"$x\"; done", "cat < ../outside/secret",
+            "f() { git log \"$@\"; }; f --output=notes.txt", "sed -ne'1e evil' x.txt",
+            "sed -n '1,+1e evil' x.txt", "sh -c 'echo $'\\'x'", "sed -n p ../outside/secret",
+            "echo > '-e1e evil;.log'; sed -n 1p *", "git diff $(echo --output=notes.txt)",
         ])  # fmt: skip
         joiner = self.pick([" && ", "; ", "\n"])
         parts = [move, write] if self.r.random() < 0.6 else [code, self.simple(depth)]

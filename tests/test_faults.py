@@ -547,8 +547,13 @@ def test_hostile_field_values_get_a_reply_and_spare_the_other_runs(where: Path) 
 def test_a_timed_out_run_is_never_reported_as_a_success(where: Path) -> None:
     with daemon(where) as (_proc, sock):
         r = Raw(sock)
-        # bash itself ends at once (status 0); what it left in the background holds the pipe
-        r.send(id=1, op="run", command="sleep 30 & exit 0", cwd=str(where), timeout=0.5)
+        # bash itself ends at once (status 0); what it left behind, in a session of its own,
+        # holds the output pipe until the timeout ends the run
+        leftover = (
+            "python3 -c 'import os, sys, time; pid = os.fork(); "
+            "(os.setsid(), time.sleep(30)) if pid == 0 else sys.exit(0)'"
+        )
+        r.send(id=1, op="run", command=leftover, cwd=str(where), timeout=0.5)
         final = r.until(1, "exit")[-1]
         r.close()
     assert final["timed_out"] is True

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from gatekeeper.shell.reading import Reading, Record, Redirection, normal_fd
+from gatekeeper.shell.reading import Reading, Record, Redirection, normal_fd, redirection
 from gatekeeper.shell.tables import names
 
 _WORD = re.compile(r"[A-Za-z0-9_./:,+@%^=-]+")
@@ -65,7 +65,7 @@ def _read_line(tokens: list[str], records: list[Record]) -> bool:
             redirect = _REDIRECT.fullmatch(t)
             if dup:
                 op = dup.group(2)
-                redirects.append(Redirection(normal_fd(dup.group(1), op), op, dup.group(3)))
+                redirects.append(redirection(dup.group(1), op, dup.group(3)))
             elif redirect:
                 if i + 1 >= len(tokens) or not _WORD.fullmatch(tokens[i + 1]):
                     return False

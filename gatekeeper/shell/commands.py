@@ -340,43 +340,149 @@ def exec_option(key: str, args: Sequence[Word], options: frozenset[str]) -> str 
     return None
 
 
-_SED_ADDRESS = r"(?:\d+(?:~\d+)?|\$|/(?:[^/\\\n]|\\.)*/[IM]*|\\(.)(?:(?!\1).)*\1)?"
-_SED_EXEC = re.compile(
-    rf"(?:^|[;\n{{}}])\s*{_SED_ADDRESS}(?:\s*,\s*{_SED_ADDRESS.replace('1', '2')})?\s*!*\s*[ewW]"
-)
-_SED_SUBST = re.compile(r"s(.)((?:(?!\1)[^\\]|\\.)*)\1((?:(?!\1)[^\\]|\\.)*)\1([A-Za-z0-9]*)")
-
-
 def sed_script_problem(script: str) -> str | None:
-    """Why a sed script runs a command or writes a file (GNU sed's ``e`` and ``w`` commands,
-    ``s///e`` and ``s///w``), or None. Read the strict way: a doubt is a problem."""
-    for m in _SED_SUBST.finditer(script):
-        flags = m.group(4)
-        if "e" in flags or "w" in flags:
-            return "the sed script runs a command or writes a file (s///e, s///w)"
-    stripped = _SED_SUBST.sub("s", script)
-    if _SED_EXEC.search(stripped):
-        return "the sed script runs a command or writes a file (e, w, W)"
+    """Why a sed script runs a command or writes a file, or None.
+
+    A small reader of GNU sed's script language: addresses (``N``, ``$``, ``/re/``, ``\\cREc``,
+    ``first~step``, ``addr,+N``, ``addr,~N``), ``!``, blocks, and every command with its own
+    argument syntax, so that ``e`` (run a command), ``w``/``W`` (write a file) and the ``e`` and
+    ``w`` flags of ``s`` are found wherever they stand. What it cannot read is a problem too.
+    """
+    i, n = 0, len(script)
+
+    def delimited(pos: int) -> int | None:
+        """The index after the closing delimiter of a part that starts at ``pos``."""
+        delim = script[pos] if pos < n else ""
+        if not delim or delim in "\\\n":
+            return None
+        j = pos + 1
+        while j < n and script[j] != delim:
+            if script[j] == "\\":
+                j += 1
+            elif script[j] == "\n":
+                return None
+            j += 1
+        return j if j < n else None
+
+    def address(pos: int) -> int | None:
+        if pos < n and script[pos] in "+~":  # GNU's addr,+N and addr,~N
+            pos += 1
+        if pos < n and script[pos].isdigit():
+            while pos < n and (script[pos].isdigit() or script[pos] == "~"):
+                pos += 1
+            return pos
+        if pos < n and script[pos] == "$":
+            return pos + 1
+        if pos < n and script[pos] in "/\\":
+            start = pos + 1 if script[pos] == "\\" else pos
+            end = delimited(start)
+            if end is None:
+                return None
+            pos = end + 1
+            while pos < n and script[pos] in "IM":
+                pos += 1
+            return pos
+        return pos
+
+    while i < n:
+        while i < n and script[i] in " \t\n;}":
+            i += 1
+        if i >= n:
+            break
+        if script[i] == "#":
+            while i < n and script[i] != "\n":
+                i += 1
+            continue
+        after = address(i)
+        if after is None:
+            return "a sed script gatekeeper cannot read"
+        i = after
+        while i < n and script[i] in " \t":
+            i += 1
+        if i < n and script[i] == ",":
+            after = address(i + 1)
+            if after is None:
+                return "a sed script gatekeeper cannot read"
+            i = after
+        while i < n and script[i] in " \t!":
+            i += 1
+        if i >= n:
+            return "a sed script gatekeeper cannot read"
+        cmd = script[i]
+        i += 1
+        if cmd in "ewW":
+            return f"the sed script runs a command or writes a file ({cmd})"
+        if cmd in "{=dDgGhHnNpPxzF":
+            continue
+        if cmd in "rRaicbtT:qQlLv":
+            # an argument to the end of the line (a/i/c text may continue after `\`)
+            while i < n and script[i] != "\n":
+                if script[i] == "\\":
+                    i += 1
+                elif script[i] == ";" and cmd in "btTqQlLv":
+                    break
+                i += 1
+            continue
+        if cmd in "sy":
+            first = delimited(i)
+            second = delimited(first) if first is not None else None
+            if second is None:
+                return "a sed script gatekeeper cannot read"
+            i = second + 1
+            if cmd == "s":
+                flags = ""
+                while i < n and (script[i].isalnum()):
+                    flags += script[i]
+                    i += 1
+                    if flags.endswith("w"):
+                        break
+                if "e" in flags or "w" in flags:
+                    return "the sed script runs a command or writes a file (s///e, s///w)"
+                if set(flags) - set("gpiImM0123456789"):
+                    return "a sed script gatekeeper cannot read"
+            continue
+        return "a sed script gatekeeper cannot read"
     return None
 
 
-def sed_scripts(args: Sequence[Word]) -> list[Word]:
-    """The script words of a sed command line: the ``-e``/``--expression`` values, else the
-    first operand."""
+def sed_scripts(args: Sequence[Word]) -> list[Word] | None:
+    """The script words of a sed command line: the ``-e``/``--expression`` values (also
+    clustered, ``-ne'…'``, and abbreviated, ``--ex=…``), else the first operand. None when
+    the script comes from a file (``-f``, ``--file``): it cannot be seen."""
     scripts: list[Word] = []
     operands: list[Word] = []
     i = 0
     while i < len(args):
-        t = args[i].text
-        if t in ("-e", "--expression") and i + 1 < len(args):
-            scripts.append(args[i + 1])
-            i += 2
+        w = args[i]
+        t = w.text
+        if t.startswith("--") and len(t) > 2:
+            name, eq, value = t.partition("=")
+            if "--file".startswith(name):
+                return None
+            if "--expression".startswith(name) and len(name) > 2:
+                if eq:
+                    scripts.append(Word(value, w.static, False, w.node))
+                elif i + 1 < len(args):
+                    scripts.append(args[i + 1])
+                    i += 1
+            i += 1
             continue
-        if t.startswith("--expression="):
-            scripts.append(Word(t.split("=", 1)[1], args[i].static, False, args[i].node))
-        elif t.startswith("-e") and len(t) > 2 and not t.startswith("--"):
-            scripts.append(Word(t[2:], args[i].static, False, args[i].node))
-        elif not t.startswith("-") or t == "-":
-            operands.append(args[i])
+        if t.startswith("-") and len(t) > 1:
+            for j, ch in enumerate(t[1:], 1):
+                if ch == "f":
+                    return None
+                if ch in "el":  # the rest of the word, or the next word, is its value
+                    given = Word(t[j + 1 :], w.static, False, w.node)
+                    if not given.text and i + 1 < len(args):
+                        given = args[i + 1]
+                        i += 1
+                    if ch == "e":
+                        scripts.append(given)
+                    break
+                if ch == "i":
+                    break  # -iSUFFIX: the rest is the backup suffix
+            i += 1
+            continue
+        operands.append(w)
         i += 1
     return scripts or operands[:1]

@@ -32,6 +32,11 @@ from gatekeeper.shell.words import Word, backtick_end, node_text, word_of
 MAX_NODES = 20_000  # tree nodes visited per line
 
 
+def _fixed_non_option(node: Node) -> bool:
+    w = word_of(node)
+    return w.static and not w.pattern and not w.text.startswith("-")
+
+
 class Expansions(Places):
     """The word-level half of the walk. The statement-level half (:class:`~gatekeeper.shell.
     walker.Walker`) provides :meth:`stmt`, :meth:`sequence` and :meth:`source`."""
@@ -39,6 +44,7 @@ class Expansions(Places):
     def __init__(self, root: str, home: str | None) -> None:
         super().__init__(root, home)
         self.nodes = 0  # tree nodes visited: bounded by MAX_NODES
+        self.line_vars: set[str] = set()  # variables the line sets (loops, read, assignments …)
 
     def stmt(self, node: Node, cwds: Cwds, depth: int) -> Flow:
         raise NotImplementedError  # pragma: no cover - Walker's
@@ -70,6 +76,9 @@ class Expansions(Places):
         self.scan(node, cwds, depth)
         name_node = node.child_by_field_name("name")
         name = node_text(name_node) if name_node is not None else None
+        value = node.child_by_field_name("value")
+        if name and (value is not None and not _fixed_non_option(value)):
+            self.line_vars.add(name)  # the line chose a value that may be anything
         if name_node is not None and name_node.type != "variable_name":
             name = None  # a[…]=x: an array element
         if standalone and (name is None or name not in HARMLESS_VARS or name in PARSE_STATE_VARS):

@@ -12,6 +12,7 @@ value. Pure: a decoded JSON value and the source bytes in, a :class:`Reading` ou
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gatekeeper.shell.reading import (
@@ -23,8 +24,8 @@ from gatekeeper.shell.reading import (
     Redirection,
     heredoc_data,
     normal_fd,
+    redirection,
 )
-from gatekeeper.shell.words import decode_ansi_c
 
 Json = dict[str, Any]
 
@@ -177,7 +178,7 @@ class _Reader:
         if t == "SglQuoted":
             value = str(p.get("Value", ""))
             if p.get("Dollar") is True:
-                decoded = decode_ansi_c(value)
+                decoded = _ansi_c(value)
                 return UNKNOWN + "ansi" if decoded is None else decoded
             return value
         if t == "DblQuoted":
@@ -221,7 +222,7 @@ class _Reader:
                 body = self._body(hdoc, self.word(delim), strip_tabs=op == "<<-")
             data = heredoc_data(body, strip_tabs=op == "<<-", quoted=quoted)
             return Redirection(normal_fd(fd, op), op + ("q" if quoted else ""), data)
-        return Redirection(normal_fd(fd, op), op, self.word(r.get("Word")))
+        return redirection(fd, op, self.word(r.get("Word")))
 
     def _body(self, hdoc: Json, delimiter: str, *, strip_tabs: bool) -> str:
         # From the start of the body's first line to its end; mvdan's end offset sometimes
@@ -269,3 +270,42 @@ def _unquote_double(raw: str) -> str:
             out.append(ch)
             i += 1
     return "".join(out)
+
+
+_SIMPLE_ESCAPES = dict(zip("abeEfnrtv\\'\"?", "\a\b\x1b\x1b\f\n\r\t\v\\'\"?", strict=True))
+_ANSI_ESCAPE = re.compile(
+    r"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|u([0-9A-Fa-f]{1,4})|U([0-9A-Fa-f]{1,8})"
+    r"|c(\\\\|[\x00-\x7f])|(.))",
+    re.S,
+)
+
+
+def _ansi_c(body: str) -> str | None:
+    """The value of ``$'…'``: this reader's own decoder (see the module doc), None if unsure."""
+    out: list[str] = []
+    pos = 0
+    for m in _ANSI_ESCAPE.finditer(body):
+        out.append(body[pos : m.start()])
+        pos = m.end()
+        octal, hex2, hex4, hex8, ctrl, other = m.groups()
+        if octal is not None:
+            out.append(chr(int(octal, 8) & 0xFF))
+        elif hex2 or hex4 or hex8:
+            code = int(hex2 or hex4 or hex8, 16)
+            if code > 0x10FFFF:
+                return None
+            out.append(chr(code))
+        elif ctrl is not None:
+            char = ctrl[0]
+            out.append("\x7f" if char == "?" else chr(ord(char.upper()) & 0x1F))
+        elif other in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[other])
+        elif other in "xuUc":
+            if other == "c":
+                return None  # \c at the end, or before a character bash reads bytewise
+            out.append("\\" + other)
+        else:
+            out.append("\\" + other)
+    out.append(body[pos:])
+    text = "".join(out)
+    return text.split("\x00", 1)[0]  # bash ends the string at its first NUL

@@ -18,6 +18,7 @@ from gatekeeper.shell.tables import (
     DEV_FD,
     FIRST_ARG_NOT_PATH,
     NOT_WRITES,
+    READ_OPTIONS,
     WRITE_OPTIONS,
 )
 from gatekeeper.shell.words import Word
@@ -37,6 +38,7 @@ class Places:
         self.home = home
         self.parts: list[Part] = []
         self.exhausted = False  # a limit was hit: said once
+        self.file_fds: set[str] = set()  # descriptors the line points at files (3<f …)
 
     def emit(self, part: Part) -> None:
         if len(self.parts) < MAX_PARTS:
@@ -113,7 +115,12 @@ class Places:
             paths = [w for w in args if w.text.startswith(("if=", "of="))]
         else:
             paths = non_options(args)
-        if cmd in FIRST_ARG_NOT_PATH and paths:
+        unless = FIRST_ARG_NOT_PATH.get(cmd)
+        if (
+            unless is not None
+            and paths
+            and not any(w.text.partition("=")[0] in unless or w.text[:2] in unless for w in args)
+        ):
             paths = paths[1:]
         for w in paths:
             if w.static and w.text.startswith(("http://", "https://")):
@@ -133,8 +140,55 @@ class Places:
                 if not self.inside_root(p):
                     self.emit(Part("external_directory", p))
 
+    def read_places(self, cmd: str, args: list[Word], cwds: Cwds) -> None:
+        """What any command reads or lists outside the project: a glob's directory
+        (``echo ../x/*`` lists it), a file named by an option that reads one
+        (``--files0-from=f``), and ``git diff --no-index``'s paths."""
+        for i, w in enumerate(args):
+            if w.static and w.pattern and re.search(r"[*?\[]", w.text):
+                head = re.split(r"[*?\[]", w.text, maxsplit=1)[0]
+                if "/" in head:
+                    self._outside(Word(head.rsplit("/", 1)[0] or "/", True), cwds, cmd)
+            name, eq, value = w.text.partition("=")
+            if name in READ_OPTIONS:
+                if eq:
+                    self._outside(Word(value, w.static, w.pattern, w.node), cwds, cmd)
+                elif i + 1 < len(args):
+                    self._outside(args[i + 1], cwds, cmd)
+        if cmd == "git" and any(w.text == "--no-index" for w in args):
+            for w in non_options(args)[1:]:
+                self._outside(w, cwds, cmd)
+
+    def _outside(self, w: Word, cwds: Cwds, cmd: str) -> None:
+        if w.static and w.text in NOT_WRITES:
+            return  # /dev/null and the like
+        resolved = self.resolve(w, cwds)
+        if resolved is None:
+            self.emit(Part("external_directory", w.text, "ask", f"{cmd} on a path not fixed"))
+            return
+        for p in resolved:
+            if not self.inside_root(p):
+                self.emit(Part("external_directory", p))
+
+    def read_target(self, w: Word, cwds: Cwds) -> None:
+        """A file an input redirection reads (``< ../secret``): outside the root, it asks."""
+        if w.static and (w.text in NOT_WRITES or DEV_FD.match(w.text) or w.text == "/dev/stdin"):
+            return
+        self._outside(w, cwds, "<")
+
     def write_target(self, w: Word, cwds: Cwds) -> None:
         if w.static and (w.text in NOT_WRITES or DEV_FD.match(w.text)):
+            fd = {"/dev/stdout": "1", "/dev/stderr": "2"}.get(w.text, w.text.rsplit("/", 1)[-1])
+            if fd in self.file_fds and w.text != "/dev/null":
+                # `3<notes.txt >/dev/fd/3` opens notes.txt again, for writing
+                self.emit(
+                    Part(
+                        "write",
+                        w.text,
+                        "ask",
+                        "writes through a descriptor the line opened on a file",
+                    )
+                )
             return
         if w.pattern and re.search(r"[*?\[]", w.text):
             # A glob target writes to whichever file it happens to match.

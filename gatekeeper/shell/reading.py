@@ -106,6 +106,15 @@ _OUTPUT_OPS = frozenset({">", ">>", ">|", ">&"})
 _INPUT_OPS = frozenset({"<", "<&", "<>", "<<", "<<-", "<<<"})
 
 
+def redirection(fd: str, op: str, target: str) -> Redirection:
+    """A redirection as every reader records it: the default descriptor spelled out, and a
+    closed descriptor one way (bash prints ``<&-`` as ``>&-``)."""
+    fd = normal_fd(fd, op)
+    if target == "-" and op in ("<&", ">&"):
+        op = ">&"
+    return Redirection(fd, op, target)
+
+
 def normal_fd(fd: str, op: str) -> str:
     """The descriptor a redirection acts on, its default spelled out (bash prints ``1>&2``)."""
     if fd:

@@ -299,7 +299,7 @@ def redirect_extra_words(r: Node) -> list[Node]:
         return []
     dests = [c for c in r.children if c.is_named and c.type != "file_descriptor"]
     groups = touching_groups(dests)
-    return [n for g in groups[1:] for n in g]
+    return [n for g in groups[1:] for n in g if not fd_word(n)]
 
 
 def redirect_continuations(r: Node) -> list[Node]:
@@ -307,3 +307,79 @@ def redirect_continuations(r: Node) -> list[Node]:
         return []
     skip = ("heredoc_start", "heredoc_body", "heredoc_end", "<<", "<<-")
     return [c for c in r.children if c.type not in skip and c.type not in REDIRECTS]
+
+
+# tree-sitter reads the `0` of `cat 0<f` (and of `>/dev/null 0<&-`) as a word of its own before
+# the redirection; bash reads it as the descriptor. These find such digits.
+_REDIRECT_OPS = frozenset(
+    {"<", ">", ">>", ">|", "<>", "<&", ">&", "<&-", ">&-", "&>", "&>>", "<<", "<<-", "<<<"}
+)
+
+
+def _top(node: Node) -> Node:
+    while node.parent is not None:
+        node = node.parent
+    return node
+
+
+def fd_word(node: Node) -> bool:
+    """Whether ``node`` is digits that bash reads as the descriptor of the next redirection."""
+    text = node_text(node)
+    if node.type not in ("number", "word") or not (text.isascii() and text.isdigit()):
+        return False
+    after = _top(node).descendant_for_byte_range(node.end_byte, node.end_byte + 1)
+    return (
+        after is not None
+        and after.start_byte == node.end_byte
+        and after.type in _REDIRECT_OPS
+        and after.parent is not None
+        and after.parent.type in REDIRECTS
+        and not any(c.type == "file_descriptor" for c in after.parent.children)
+    )
+
+
+def redirect_fd(r: Node) -> str:
+    """The descriptor a redirection names (``2>``), or ``""`` for the operator's default —
+    also when tree-sitter put its digits in a node of their own before it."""
+    fd = next((c for c in r.children if c.type == "file_descriptor"), None)
+    if fd is not None:
+        return node_text(fd)
+    if r.start_byte == 0:
+        return ""
+    before = _top(r).descendant_for_byte_range(r.start_byte - 1, r.start_byte)
+    while before is not None and before.end_byte == r.start_byte and before.child_count:
+        before = before.children[-1] if before.children else None
+    if before is not None and before.end_byte == r.start_byte and fd_word(before):
+        return node_text(before)
+    return ""
+
+
+def file_descriptors(root: Node) -> set[str]:
+    """The descriptors a piece of shell source points at a file (``3<f``, ``>f`` is 1, ``&>f``
+    is 1 and 2, ``exec 4<>f`` …): writing to ``/dev/fd/N``, ``/dev/stdout`` or ``/dev/stderr``
+    then writes that file, whatever the descriptor was opened for."""
+    out: set[str] = set()
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        stack.extend(n.children)
+        if n.type not in REDIRECTS:
+            continue
+        ops = [c.type for c in n.children if not c.is_named]
+        op = ops[0] if ops else ""
+        dests = [c for c in n.named_children if c.type != "file_descriptor"]
+        target = node_text(dests[0]) if dests else ""
+        fd = redirect_fd(n)
+        if op in ("<&", ">&") and ((target.isascii() and target.isdigit()) or target == "-"):
+            if fd and target in out:
+                out.add(fd)  # a copy of a descriptor that points at a file
+            continue
+        if op in ("&>", "&>>") or (op == ">&" and target):
+            out.update(("1", "2"))
+        elif fd:
+            out.add(fd)
+        elif op.startswith("<"):
+            out.add("0")
+        elif op.startswith(">"):
+            out.add("1")
+    return out

@@ -37,14 +37,60 @@ HARMLESS_VARS = names(
 # (standalone, export, declare …), they are never harmless.
 PARSE_STATE_VARS = names("LANG LC_ALL LC_CTYPE LC_COLLATE POSIXLY_CORRECT BASH_COMPAT")
 
+_READABLE_LOCALE = re.compile(r"^(|C|POSIX|[A-Za-z_@.-]*\.(?i:utf-?8)(@[A-Za-z0-9_-]+)?)$")
+
+
+def parse_state_assignment(name: str, value: str | None) -> str | None:
+    """Why ``NAME=value`` before a command changes how what it runs is read, or None.
+
+    As the prefix of one command a locale is harmless — unless that command is itself a shell
+    (or runs one) that then reads its script in a multi-byte locale such as Big5, where a
+    character's second byte can be a backslash: any locale that is not UTF-8 or C asks.
+    ``POSIXLY_CORRECT`` and ``BASH_COMPAT`` change how a shell parses at all.
+    """
+    if name in ("POSIXLY_CORRECT", "BASH_COMPAT"):
+        return f"{name} changes how a shell reads its script"
+    if name in PARSE_STATE_VARS and (value is None or not _READABLE_LOCALE.match(value)):
+        return f"{name}={value or '…'} may make bytes read as other characters"
+    return None
+
+
+# Syntax bash reads and a POSIX sh (dash) does not, or reads otherwise: a script for `sh -c`
+# that holds any of it is not read by sh the way every reader here read it.
+BASH_ONLY = re.compile(
+    r"\$'|\$\"|\[\[|\(\(|<\(|>\(|&>|\|&|;;&|;&|<<<|\$\{[^}]*[/^,@:]|\{[^\s{}]*,[^\s{}]*\}"
+    r"|\{[^\s{}]*\.\.[^\s{}]*\}|\b(?:function|select|coproc|source|declare|typeset|shopt|let"
+    r"|time)\b|\becho\b.*\\|`[^`]*\\"
+)
+
 # Not matched against bash rules: they only change the directory (as opencode treats them).
 DIRECTORY_COMMANDS = frozenset({"cd", "pushd", "popd"})
 # Commands whose non-option arguments are paths checked against external_directory.
 FILE_COMMANDS = names(
     "rm rmdir cp mv mkdir touch chmod chown chgrp cat ln truncate shred head tail less "
-    "more unlink install tee ls stat file find dd"
+    "more unlink install tee ls stat file find dd "
+    # readers: what they print is a file's content
+    "grep egrep fgrep rg sed awk jq yq sort uniq cut paste comm join diff cmp wc nl tac od xxd "
+    "hexdump strings base64 md5sum sha1sum sha256sum sha512sum cksum du tree realpath readlink "
+    "iconv column fold fmt pr split csplit source ."
 )
-FIRST_ARG_NOT_PATH = frozenset({"chmod", "chown", "chgrp"})
+# Whose first operand is not a path: a mode, an owner, or a pattern or program — unless one of
+# these options gives that instead (then every operand is a path).
+FIRST_ARG_NOT_PATH: dict[str, frozenset[str]] = {
+    "chmod": frozenset(),
+    "chown": frozenset(),
+    "chgrp": frozenset(),
+    "grep": names("-e --regexp -f --file"),
+    "egrep": names("-e --regexp -f --file"),
+    "fgrep": names("-e --regexp -f --file"),
+    "rg": names("-e --regexp -f --file"),
+    "sed": names("-e --expression -f --file"),
+    "awk": names("-f --file"),
+    "jq": names("-f --from-file"),
+    "yq": frozenset(),
+}
+# Options whose value is a file the program reads (a list of names, patterns …).
+READ_OPTIONS = names("--files0-from --files-from --arg-file --exclude-from --include-from -T -X")
 SHELLS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "mksh", "ash", "yash", "posh"})
 # Places writing to which is not a file write.
 NOT_WRITES = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty"})
@@ -167,7 +213,7 @@ class WrapperSpec:
                     i += 1 if "=" in t else 2
                     continue
                 return None, assigns, changes_dir
-            if t.startswith("-") and len(t) > 1 and not (self.positional and t[1:].isdigit()):
+            if t.startswith("-") and len(t) > 1 and not (self.positional and _digits(t[1:])):
                 j = 1
                 while j < len(t):
                     opt = "-" + t[j]
@@ -178,7 +224,7 @@ class WrapperSpec:
                             i += 1  # the argument is the next word
                         break
                     if opt not in self.flags:
-                        if t[1:].lstrip("-").isdigit() and "-N" in self.flags:
+                        if _digits(t[1:].lstrip("-")) and "-N" in self.flags:
                             break  # nice -10
                         return None, assigns, changes_dir
                     j += 1
@@ -196,6 +242,11 @@ class WrapperSpec:
         if i > len(args):
             return [], assigns, changes_dir
         return list(args[i:]), assigns, changes_dir
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: bash takes no other digits for a number (``str.isdigit`` does)."""
+    return text.isascii() and text.isdigit()
 
 
 def _opts(text: str = "") -> frozenset[str]:
@@ -411,6 +462,9 @@ GIT_GLOBAL_WITH_ARG = _opts(
 # --------------------------------------------------------------------------------------------
 # Program options that run another program
 
+# Commands that run a program their configuration names, whatever their options say.
+RUNS_A_PROGRAM = frozenset({"git difftool", "git mergetool"})
+
 # Keyed like WRITE_OPTIONS. The option's value names a program (or a command line) that the
 # program runs: the line asks, as an allowed `sort *` must not run `--compress-program=x`.
 EXEC_OPTIONS: dict[str, frozenset[str]] = {
@@ -440,7 +494,8 @@ EXEC_OPTIONS: dict[str, frozenset[str]] = {
     "git archive": names("--exec"),
     "git submodule": names("foreach"),
     "git bisect": names("run"),
-    "npm": names("--script-shell"),
+    # npm takes any configuration key as an option; these run programs or read a config file
+    "npm": names("--script-shell --node-options --userconfig --globalconfig --init-module"),
     "flock": names("-c --command"),
     "script": names("-c --command"),
 }

@@ -10,6 +10,7 @@ independent readers must confirm before an allow stands (:mod:`gatekeeper.reader
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 from tree_sitter import Node
@@ -37,6 +38,7 @@ from gatekeeper.shell.reading import (
     Redirection,
     heredoc_data,
     normal_fd,
+    redirection,
 )
 from gatekeeper.shell.syntax import (
     FUNSUB,
@@ -44,11 +46,14 @@ from gatekeeper.shell.syntax import (
     STATEMENTS,
     UNPARSABLE,
     counting_loop,
+    fd_word,
+    file_descriptors,
     misread,
     parse,
     parses_cleanly,
     redirect_continuations,
     redirect_extra_words,
+    redirect_fd,
     signature,
     touching_groups,
 )
@@ -59,7 +64,10 @@ from gatekeeper.shell.tables import (
     HARMLESS_VARS,
     PARSE_STATE_VARS,
     RESERVED_BEFORE_COMMAND,
+    RUNS_A_PROGRAM,
     WRITE_OPS,
+    WRITE_OPTIONS,
+    parse_state_assignment,
     parse_state_change,
 )
 from gatekeeper.shell.words import (
@@ -67,6 +75,7 @@ from gatekeeper.shell.words import (
     expand_heredoc_body,
     is_plain_command_word,
     node_text,
+    word_of,
 )
 from gatekeeper.shell.wrappers import unwrap
 
@@ -124,6 +133,7 @@ class Walker(Expansions):
                 problem = misread(root)
                 if problem is not None:
                     self.unsure(text[:200], problem)
+            self.file_fds |= file_descriptors(root)
             before = len(self.parts)
             _ok, after = self.stmt(root, cwds, depth)
             new = self.parts[before:]
@@ -391,6 +401,8 @@ class Walker(Expansions):
         if node.type == "c_style_for_statement" and not counting_loop(node):
             self.unsure(node_text(node)[:200], "arithmetic on values that may hold code")
         variable = node.child_by_field_name("variable") if node.type == "for_statement" else None
+        if variable is not None and not _known_values(node):
+            self.line_vars.add(node_text(variable))
         if variable is not None and not harmless_name(node_text(variable), _SETTABLE):
             # `for PATH in /tmp/x; do ls; done` runs /tmp/x/ls
             self.unsure(node_text(node)[:200], f"the loop sets {node_text(variable)}")
@@ -517,7 +529,7 @@ class Walker(Expansions):
                 name_node = c
             elif c.type in REDIRECTS:
                 redirects.append(c)
-            elif field_name == "argument" or c.is_named:
+            elif (field_name == "argument" or c.is_named) and not fd_word(c):
                 args.append(c)
         for c in node.children:
             if c.type == "file_redirect":
@@ -527,9 +539,13 @@ class Walker(Expansions):
         notes: list[str] = []
         for a in assigns:
             name = self.assignment(a, cwds, depth, standalone=False)
-            if name not in HARMLESS_VARS:
+            value = a.child_by_field_name("value")
+            why = parse_state_assignment(
+                name or "", word_of(value).text if value is not None else ""
+            )
+            if name not in HARMLESS_VARS or why is not None:
                 floor = "ask"
-                notes.append(f"sets {name or 'a variable'} for the command")
+                notes.append(why or f"sets {name or 'a variable'} for the command")
         heredoc_script: tuple[str, bool] | None = None
         for r in redirects:
             script = self.redirect(r, cwds, depth)
@@ -613,11 +629,13 @@ class Walker(Expansions):
             arithmetic_evaluation(cmd, words[1:]),
             parse_state_change(cmd, words[1:]),
             runs_other_code(cmd, words[1:]),
+            option_doubt(cmd, words[1:], self.line_vars),
         ):
             if why is not None:
                 floor = "ask"
                 notes.append(why)
         for name in assigned_names(cmd, words[1:]):
+            self.line_vars.add(name.text)
             if not name.static or not harmless_name(name.text, _SETTABLE):
                 floor = "ask"
                 notes.append(f"{cmd} sets {name.text}")
@@ -627,6 +645,7 @@ class Walker(Expansions):
             self.emit(Part("bash", subject, floor, "; ".join(notes) or None, spellings))
         if cmd in FILE_COMMANDS:
             self.path_arguments(cmd, words[1:], cwds)
+        self.read_places(cmd, words[1:], cwds)
         if cmd == "tee":
             for w in non_options(words[1:]):
                 self.write_target(w, cwds)
@@ -640,6 +659,9 @@ class Walker(Expansions):
     def shell_string(self, w: Word, cwds: Cwds, depth: int) -> None:
         if not w.static:
             self.unsure(w.text, "shell code that is not a fixed string")
+        elif w.pattern:
+            # `bash -c 'a'{b,c}` runs what brace expansion makes of it, not the text
+            self.unsure(w.text, "shell code bash may expand into other words first")
         self.source(w.text, cwds, depth + 1)
 
     def inline_source(self, text: str, cwds: Cwds, depth: int, *, subshell: bool = False) -> Flow:
@@ -660,9 +682,13 @@ class Walker(Expansions):
             if not dests:
                 return None
             dest = self.expand_group(touching_groups(dests)[0], cwds, depth)
-            copies_fd = dest.static and (dest.text.isdigit() or dest.text == "-")
+            copies_fd = dest.static and (
+                (dest.text.isascii() and dest.text.isdigit()) or dest.text == "-"
+            )
             if op in WRITE_OPS or (op in (">&", ">&-") and not copies_fd):
                 self.write_target(dest, cwds)
+            elif op in ("<", "<&") and not copies_fd:
+                self.read_target(dest, cwds)
             return None
         if t == "herestring_redirect":
             content = [c for c in r.children if c.is_named]
@@ -690,8 +716,7 @@ class Walker(Expansions):
 
     def redirection(self, r: Node) -> Redirection:
         """How a redirection node is recorded in the reading."""
-        fd_node = next((c for c in r.children if c.type == "file_descriptor"), None)
-        fd = node_text(fd_node) if fd_node is not None else ""
+        fd = redirect_fd(r)
         if r.type == "heredoc_redirect":
             start = next((c for c in r.children if c.type == "heredoc_start"), None)
             quoted = start is not None and any(q in node_text(start) for q in "'\"\\")
@@ -705,7 +730,7 @@ class Walker(Expansions):
         target = signature(touching_groups(dests)[0]) if dests else ""
         if op in (">&-", "<&-"):
             op, target = op[:2], "-"
-        return Redirection(normal_fd(fd, op), op, target)
+        return redirection(fd, op, target)
 
     # -- words and assignments --------------------------------------------------------------
 
@@ -724,12 +749,63 @@ def runs_other_code(cmd: str, args: list[Word]) -> str | None:
         option = exec_option(key, words, options) if options else None
         if option is not None:
             return f"{key} {option} runs another program"
+    if inv.key in RUNS_A_PROGRAM:
+        return f"{inv.key} runs a program of its configuration's choosing"
     if cmd == "sed":
-        for script in sed_scripts(args):
+        scripts = sed_scripts(args)
+        if scripts is None:
+            return "sed reads its script from a file gatekeeper cannot see"
+        for script in scripts:
             why = sed_script_problem(script.text) if script.static else "a sed script not fixed"
             if why is not None:
                 return why
     return None
+
+
+def option_doubt(cmd: str, args: list[Word], line_vars: set[str]) -> str | None:
+    """Why a word of a command whose options write files or run programs may be such an
+    option without looking like one here: its value comes from the line itself (a substitution,
+    ``"$@"``, a variable the line sets: ``for x in --output=f; do git diff "$x"; done``), or
+    brace expansion or a glob can make it start with ``-`` (``{--output=x,}``, ``*`` matching a
+    file named ``-e1e …``). A variable from the environment (``$HOME``) is not the line's to
+    choose. None for commands without such options."""
+    inv = invocation(cmd, args)
+    if not (
+        inv.key in WRITE_OPTIONS or inv.key in EXEC_OPTIONS or cmd in EXEC_OPTIONS or cmd == "sed"
+    ):
+        return None
+    for w in (*inv.global_args, *inv.args):
+        if w.static and w.text == "--":
+            break
+        if not w.static and _chosen_by_the_line(w.text, line_vars):
+            return f"a word of {inv.key} the line itself chooses may be an option"
+        if w.pattern and (
+            (w.text.startswith("{") and "-" in w.text) or w.text[:1] in ("*", "?", "[")
+        ):
+            return f"a word of {inv.key} may expand into an option"
+    return None
+
+
+def _known_values(loop: Node) -> bool:
+    """Whether every value a `for` loop gives its variable is a fixed word that is no option
+    (``for f in a b``); a glob, an expansion or ``-x`` may be anything."""
+    values = list(loop.children_by_field_name("value"))
+    for v in values:
+        w = word_of(v)
+        if not w.static or w.pattern or w.text.startswith("-"):
+            return False
+    return bool(values)
+
+
+_LINE_CHOSEN = re.compile(r"\$\(|`|[<>]\(|\$[@*0-9#!-]|\$\{[@*0-9#!]|\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _chosen_by_the_line(text: str, line_vars: set[str]) -> bool:
+    for m in _LINE_CHOSEN.finditer(text):
+        name = m.group(1)
+        if name is None or name in line_vars:
+            return True
+    return False
 
 
 # Commands after which (or functions named so that) the directory may have moved.

@@ -119,9 +119,12 @@ def decode_ansi_c(body: str) -> str | None:
             if i + 2 >= n:
                 return None
             ch = body[i + 2]
-            # bash's TOCTRL: \c? is DEL, anything else is its upper case ANDed with 0x1f.
-            out.append("\x7f" if ch == "?" else chr(ord(ch.upper()[0]) & 0x1F))
-            i += 3
+            if not ch.isascii():
+                return None  # bash takes the first byte of a multi-byte character: unsure
+            # bash's TOCTRL: \c? is DEL, anything else is its upper case ANDed with 0x1f;
+            # `\c\\` takes the escaped backslash whole (`\c\x` only its first backslash).
+            out.append("\x7f" if ch == "?" else chr(ord(ch.upper()) & 0x1F))
+            i += 4 if body[i + 2 : i + 4] == "\\\\" else 3
         else:
             out.append("\\" + nxt)
             i += 2

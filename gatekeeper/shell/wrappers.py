@@ -8,17 +8,20 @@ commands with a handler in :data:`UNWRAPPERS` (shells and their ``-c`` strings, 
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gatekeeper.shell.commands import non_options
 from gatekeeper.shell.parts import Floor, Part
 from gatekeeper.shell.tables import (
+    BASH_ONLY,
     HARMLESS_VARS,
     SHELL_OPTIONS_WITH_ARG,
     SHELLS,
     WATCH_OPTS,
     WRAPPERS,
+    parse_state_assignment,
     shell_option_problem,
 )
 from gatekeeper.shell.words import Word
@@ -57,10 +60,11 @@ def unwrap(
     floor: Floor = "allow"
     notes: list[str] = []
     for a in assigns:
-        var = a.text.split("=", 1)[0]
-        if var not in HARMLESS_VARS:
+        var, _eq, value = a.text.partition("=")
+        why = parse_state_assignment(var, value)
+        if var not in HARMLESS_VARS or why is not None:
             floor = "ask"
-            notes.append(f"sets {var} for the command")
+            notes.append(why or f"sets {var} for the command")
     if cmd == "env" and dynamic_dir:
         floor = "ask"
         notes.append("env changes directory")
@@ -114,10 +118,12 @@ def shell_invocation(
             reads_stdin = reads_stdin or "s" in t[1:]
         i += 2 if t in SHELL_OPTIONS_WITH_ARG or (t[1:2] != "-" and set(t[1:]) & set("oO")) else 1
     rest = args[i:]
+    shell = posixpath.basename(words[0].text)
     if command_mode:
         if not rest:
             walker.unsure("", "shell -c without a command")
             return cwds, cwds
+        other_shell(walker, shell, rest[0].text)
         walker.shell_string(rest[0], cwds, depth)
         return cwds, cwds
     if rest and not reads_stdin:
@@ -126,16 +132,26 @@ def shell_invocation(
         script, static = stdin_script
         if not static:
             walker.unsure(script[:200], "shell script fed with expansions in it")
+        other_shell(walker, shell, script)
         walker.source(script, cwds, depth + 1)
         return cwds, cwds
     walker.unsure("", "a shell reading commands from its standard input")
     return cwds, cwds
 
 
+def other_shell(walker: Walker, shell: str, script: str) -> None:
+    """A shell other than bash (``sh`` is dash on Debian) reads its script by its own rules:
+    every reader here reads bash's. Where the script holds syntax the two read otherwise, ask."""
+    if shell != "bash" and BASH_ONLY.search(script):
+        walker.unsure(script[:200], f"{shell} may read this script otherwise than bash does")
+
+
 def eval_(walker: Walker, words: list[Word], cwds: Cwds, depth: int, _stdin: Stdin) -> Flow:
     args = words[1:]
     if not all(w.static for w in args):
         walker.unsure(" ".join(w.text for w in words), "eval of text that is not fixed")
+    elif any(w.pattern for w in args):
+        walker.unsure(" ".join(w.text for w in words), "eval of words bash may expand first")
     if args:
         return walker.inline_source(" ".join(w.text for w in args), cwds, depth)
     return cwds, cwds

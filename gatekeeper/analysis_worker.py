@@ -94,7 +94,8 @@ class _Scheduler:
             await self.ready.wait()
 
     def pending(self) -> int:
-        return sum(len(q) for q in self.queues.values())
+        """Jobs still wanted (a job whose requester gave up waits only to be skipped)."""
+        return sum(not job.future.done() for q in self.queues.values() for job in q)
 
 
 class AnalysisPool:

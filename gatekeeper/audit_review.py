@@ -49,6 +49,7 @@ class Row:
 
     decision: dict[str, Any]
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+    lost: bool = False  # the daemon crashed before this run's outcome was recorded
 
     @property
     def subject(self) -> str:
@@ -86,7 +87,7 @@ class Row:
                 return str(o["outcome"])
         if self.decision.get("op") == "check":
             return "check"
-        return ""
+        return "no outcome (daemon crashed)" if self.lost else ""
 
     def text(self) -> str:
         """Everything searchable about the row."""
@@ -111,6 +112,10 @@ def rows(records: Iterable[dict[str, Any]]) -> list[Row]:
             ref = rec.get("ref")
             if isinstance(ref, int) and ref in by_seq:
                 by_seq[ref].outcomes.append(rec)
+        elif kind == "start" and isinstance(rec.get("unfinished"), list):
+            for seq in rec["unfinished"]:
+                if isinstance(seq, int) and seq in by_seq:
+                    by_seq[seq].lost = True
     return out
 
 

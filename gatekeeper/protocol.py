@@ -62,6 +62,8 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 def encode_id(request_id: RequestId) -> bytes:
     """A request id as JSON."""
+    if type(request_id) is int:  # the common case, and not a bool
+        return b"%d" % request_id
     return _ENCODER.encode(request_id).encode("utf-8", "surrogatepass")
 
 

@@ -349,6 +349,19 @@ def test_a_cancelled_run_reads_as_cancelled(recorder: Recorder) -> None:
     assert row.result == "blocked"
 
 
+def test_a_run_lost_in_a_crash_reads_as_such(recorder: Recorder) -> None:
+    """A run decided but never finished, then a daemon that crashed: the next daemon's start
+    record names it, and the table says so instead of leaving the result blank."""
+    recorder.decide("make deploy")  # decided; the daemon dies before the outcome
+    recorder.run("ls -la")
+    recorder.log.close()  # no stop record: as after a SIGKILL
+    recorder.log = AuditLog(recorder.path, fsync="never")
+    recorder.log.begin(pid=1, version="test")
+    lost, finished = all_rows(recorder.path)
+    assert lost.result == "no outcome (daemon crashed)"
+    assert finished.result.startswith("exit 0")
+
+
 # --------------------------------------------------------------------------------------------
 # Filter
 

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -334,38 +335,61 @@ def test_an_answer_at_the_timeout_gets_one_consistent_outcome(where: Path) -> No
 
 
 def test_a_flood_of_large_commands_does_not_stall_status(where: Path) -> None:
+    """Thirty distinct ~60 KiB commands pipelined by one client: another client's ``status``,
+    a check it made before and a small command never seen before are each answered while
+    nearly all of the flood is still waiting — by order, not by a stopwatch (the latencies
+    are measured in ``benchmarks/bench_socket.py``). The flood's replies are read as they come
+    (a reader thread), so the kernel's socket buffer does not hold them up."""
+    flood = 30
+    events: list[tuple[str, Any]] = []  # in the order they arrived
+    lock = threading.Lock()
     with daemon(where) as (_proc, sock):
+        probe = Raw(sock)
+        probe.send(id="warm", op="check", command="cat notes.txt", cwd="/tmp")
+        assert probe.recv()["decision"] == "allow"
         flooder = Raw(sock, timeout=120)
+        answered: list[dict[str, Any]] = []
+
+        def read_flood() -> None:
+            for _ in range(flood):
+                reply = flooder.recv()
+                with lock:
+                    events.append(("flood", reply["id"]))
+                answered.append(reply)
+
+        reader = threading.Thread(target=read_flood)
+        reader.start()
         body = b""
-        for i in range(30):
+        for i in range(flood):
             words = " ".join(f"w{i}x{j}" for j in range(10_000))[: 60 * 1024]
             cmd = f"echo {words}; ls; cat x"
             body += (
                 json.dumps({"v": 1, "id": i, "op": "check", "command": cmd, "cwd": "/tmp"}).encode()
                 + b"\n"
             )
-        flooder.send_bytes(body)  # thirty distinct ~60 KiB commands, pipelined
-        probe = Raw(sock)
-        latencies = []
-        got = 0
-        flooder.sock.settimeout(0.001)
-        began = time.monotonic()
-        while got < 30 and time.monotonic() - began < 120:
-            t = time.perf_counter()
-            probe.send(id="s", op="status")
-            probe.recv()
-            latencies.append(time.perf_counter() - t)
-            with contextlib.suppress(TimeoutError, socket.timeout):
-                while got < 30:
-                    flooder.recv()
-                    got += 1
-            time.sleep(0.005)
+        flooder.send_bytes(body)
+        for rid, fields in (
+            ("status", {"op": "status"}),
+            ("cached", {"op": "check", "command": "cat notes.txt", "cwd": "/tmp"}),
+            ("new", {"op": "check", "command": "echo never seen before", "cwd": "/tmp"}),
+        ):
+            probe.send(id=rid, **fields)
+            reply = probe.recv()
+            assert reply["id"] == rid and "error" not in reply, reply
+            with lock:
+                events.append(("probe", rid))
+        reader.join(120)
         probe.close()
         flooder.close()
-    assert got == 30
-    assert len(latencies) > 20
-    p99 = sorted(latencies)[int(0.99 * len(latencies))]
-    assert p99 < 0.05, f"status p99 {p99 * 1000:.1f} ms while a client floods"
+    assert sorted(r["id"] for r in answered) == list(range(flood))
+    assert all(r["decision"] in ("allow", "ask", "deny") for r in answered)
+    outstanding = {}
+    for n, (who, what) in enumerate(events):
+        if who == "probe":
+            outstanding[what] = flood - sum(1 for w, _ in events[:n] if w == "flood")
+    # Analysis on the event loop would answer each probe only after the lines read before
+    # it; one shared queue would put the new command behind the whole flood.
+    assert min(outstanding.values()) >= flood - 5, (outstanding, events)
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from gatekeeper.shell import Analysis, Part, analyse, check_input
 log = logging.getLogger(__name__)
 
 CACHE_SIZE = 8192
+_Key = tuple[str, str, str | None, str | None]  # (command, cwd, home, root)
 TIMEOUT = 2.0  # seconds a worker may take to analyse one command before it is replaced
 CONFIRM_TIMEOUT = 6.0  # … and to confirm one with the independent readers
 
@@ -59,6 +60,7 @@ class _Job:
     text: str
     cwd: str
     home: str | None
+    root: str | None
     future: asyncio.Future[dict[str, Any]]
 
 
@@ -113,7 +115,7 @@ class AnalysisPool:
         self.timeout = timeout
         self.confirm_timeout = confirm_timeout
         self.command = command or [sys.executable, "-m", "gatekeeper.analysis_worker"]
-        self._analyses: OrderedDict[tuple[str, str, str | None], Analysis] = OrderedDict()
+        self._analyses: OrderedDict[_Key, Analysis] = OrderedDict()
         self._confirmed: OrderedDict[str, tuple[Part, ...]] = OrderedDict()
         self._scheduler = _Scheduler()
         self._tasks: list[asyncio.Task[None]] = []
@@ -139,31 +141,39 @@ class AnalysisPool:
             await _kill(proc)
         self._procs.clear()
 
-    def cached(self, command: str, cwd: str, home: str | None) -> Analysis | None:
+    def cached(
+        self, command: str, cwd: str, home: str | None, root: str | None = None
+    ) -> Analysis | None:
         """The analysis of a command seen before, without waiting; None if not known."""
-        hit = self._analyses.get((command, cwd, home))
+        key = (command, cwd, home, root)
+        hit = self._analyses.get(key)
         if hit is not None:
-            self._analyses.move_to_end((command, cwd, home))
+            self._analyses.move_to_end(key)
         return hit
 
     def cached_confirmation(self, command: str) -> tuple[Part, ...] | None:
         return self._confirmed.get(command)
 
     async def analyse(
-        self, command: str | bytes, cwd: str, home: str | None = None, client: Hashable = None
+        self,
+        command: str | bytes,
+        cwd: str,
+        home: str | None = None,
+        client: Hashable = None,
+        root: str | None = None,
     ) -> Analysis:
         """The analysis of ``command`` (BadInput for NUL bytes and invalid UTF-8)."""
         text = check_input(command)
-        hit = self.cached(text, cwd, home)
+        hit = self.cached(text, cwd, home, root)
         if hit is not None:
             return hit
-        reply = await self._submit("analyse", text, cwd, home, client)
+        reply = await self._submit("analyse", text, cwd, home, root, client)
         if "error" in reply:
             raise BadInput(str(reply["error"]))
         if "parts" not in reply:
             return Analysis(text, unsafe(text, str(reply.get("failed", "not analysed"))))
         analysis = Analysis(text, _decode_parts(reply["parts"]))
-        _remember(self._analyses, (text, cwd, home), analysis)
+        _remember(self._analyses, (text, cwd, home, root), analysis)
         return analysis
 
     async def confirm(self, analysis: Analysis, client: Hashable = None) -> tuple[Part, ...]:
@@ -172,7 +182,7 @@ class AnalysisPool:
         if hit is not None:
             return hit
         # Any cwd does: how bash reads the text does not depend on where it runs.
-        reply = await self._submit("confirm", analysis.command, "/", None, client)
+        reply = await self._submit("confirm", analysis.command, "/", None, None, client)
         if "extra" not in reply:
             return unsafe(
                 analysis.command, f"bash's reading could not be confirmed: {reply.get('failed')}"
@@ -185,11 +195,11 @@ class AnalysisPool:
         return self._scheduler.pending()
 
     async def _submit(
-        self, op: str, text: str, cwd: str, home: str | None, client: Hashable
+        self, op: str, text: str, cwd: str, home: str | None, root: str | None, client: Hashable
     ) -> dict[str, Any]:
         self.start()
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._scheduler.put(client, _Job(op, text, cwd, home, future))
+        self._scheduler.put(client, _Job(op, text, cwd, home, root, future))
         try:
             return await future
         finally:
@@ -236,7 +246,9 @@ class AnalysisPool:
         """(the worker's reply, whether the worker is still usable)."""
         assert proc.stdin is not None  # noqa: S101 - always piped
         assert proc.stdout is not None  # noqa: S101
-        request = json.dumps({"op": job.op, "c": job.text, "w": job.cwd, "h": job.home})
+        request = json.dumps(
+            {"op": job.op, "c": job.text, "w": job.cwd, "h": job.home, "r": job.root}
+        )
         timeout = self.confirm_timeout if job.op == "confirm" else self.timeout
         try:
             proc.stdin.write(request.encode() + b"\n")
@@ -286,13 +298,13 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
 def main() -> int:
     """The worker: one JSON request per line on stdin, one JSON reply per line on stdout.
 
-    ``{"op": "analyse", "c": command, "w": cwd, "h": home}`` → ``{"parts": […]}``;
+    ``{"op": "analyse", "c": command, "w": cwd, "h": home, "r": root}`` → ``{"parts": […]}``;
     ``{"op": "confirm", …}`` → ``{"extra": […]}`` (parts the independent readers add: none when
     they agree); bad input → ``{"error": "…"}``. Between requests, while none waits, it starts
     the readers' next processes, so that a confirmation finds them ready.
     """
     readers = Readers(prestart=2)
-    analyses: OrderedDict[tuple[str, str, str | None], Analysis] = OrderedDict()
+    analyses: OrderedDict[_Key, Analysis] = OrderedDict()
     out = sys.stdout.buffer
     lines = _Lines(sys.stdin.fileno())
     try:
@@ -303,7 +315,7 @@ def main() -> int:
                 break
             try:
                 req = json.loads(line)
-                key = (str(req["c"]), str(req["w"]), req.get("h"))
+                key: _Key = (str(req["c"]), str(req["w"]), req.get("h"), req.get("r"))
                 analysis = analyses.get(key) or analyse(*key)
                 _remember(analyses, key, analysis)
                 reply: dict[str, Any]

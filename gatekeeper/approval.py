@@ -47,6 +47,7 @@ class Pending:
     future: asyncio.Future[HumanAnswer] = field(repr=False)
     suggestion: str = ""
     permission: str = "bash"
+    context: dict[str, str] | None = None  # the harness's ids (session, tool call …)
 
     def to_json(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -63,6 +64,7 @@ class Pending:
             "expires_at": self.created + self.timeout,
             "suggested_pattern": self.suggestion,
             "permission": self.permission,
+            **({"context": self.context} if self.context else {}),
         }
 
 

@@ -79,8 +79,9 @@ class Decision(NamedTuple):
         }
 
 
-# Something that turns (command, cwd, home) into an Analysis, raising BadInput on bad input.
-Analyser = Callable[[str | bytes, str, str | None], Analysis]
+# Something that turns (command, cwd, home, root) into an Analysis, raising BadInput on bad
+# input.
+Analyser = Callable[[str | bytes, str, str | None, str | None], Analysis]
 # Something that confirms an analysis with independent readers: the parts to add (none when
 # they agree). See gatekeeper.readers.
 Confirmer = Callable[[Analysis], tuple[Part, ...]]
@@ -171,19 +172,21 @@ def _short(text: str, limit: int = 120) -> str:
 
 
 @lru_cache(maxsize=8192)
-def _cached_analysis(command: str, cwd: str, home: str | None) -> Analysis:
+def _cached_analysis(command: str, cwd: str, home: str | None, root: str | None) -> Analysis:
     # analyse() validates its input; a command that raised is never cached.
-    return analyse(command, cwd, home)
+    return analyse(command, cwd, home, root)
 
 
-def analyse_command(command: str | bytes, cwd: str, home: str | None = None) -> Analysis:
+def analyse_command(
+    command: str | bytes, cwd: str, home: str | None = None, root: str | None = None
+) -> Analysis:
     """:func:`gatekeeper.shell.analyse`, remembered for short commands (it is pure)."""
     if isinstance(command, str) and len(command) <= _CACHEABLE:
-        return _cached_analysis(command, cwd, home)
+        return _cached_analysis(command, cwd, home, root)
     text = check_input(command)
     if len(text) <= _CACHEABLE:
-        return _cached_analysis(text, cwd, home)
-    return analyse(text, cwd, home)
+        return _cached_analysis(text, cwd, home, root)
+    return analyse(text, cwd, home, root)
 
 
 def decide_command(
@@ -196,8 +199,10 @@ def decide_command(
     env: Mapping[str, str] | None = None,
     analyser: Analyser | None = None,
     confirm: Confirmer | None = None,
+    root: str | None = None,
 ) -> Decision:
-    """Decide a shell command line run in ``cwd`` (the project root) under ``policy``.
+    """Decide a shell command line run in ``cwd`` under ``policy``; ``root`` is the project
+    root (``cwd`` when not given, see :func:`gatekeeper.shell.analyse`).
 
     ``env``, when given, is the environment the command will run with: variables that change
     how bash itself runs make the decision ask (see :func:`env_parts`). ``analyser`` replaces
@@ -205,7 +210,7 @@ def decide_command(
     a crash of the C parser cannot take it down). ``confirm`` checks a would-be allow with the
     independent readers (:mod:`gatekeeper.readers`); what they add can only make it stricter.
     """
-    analysis = (analyser or analyse_command)(command, cwd, home)
+    analysis = (analyser or analyse_command)(command, cwd, home, root)
     decision = decide_analysis(policy, analysis, session=session, env=env)
     if decision.decision == "allow" and confirm is not None:
         extra = confirm(analysis)
@@ -311,9 +316,12 @@ def env_parts(env: Mapping[str, str], command: str = "") -> tuple[Part, ...]:
     return tuple(out)
 
 
-def path_parts(permission: str, path: str, cwd: str, home: str | None = None) -> tuple[Part, ...]:
-    """The parts of a file request: the path under edit/write rules, and outside the root
-    the external_directory check."""
+def path_parts(
+    permission: str, path: str, cwd: str, home: str | None = None, root: str | None = None
+) -> tuple[Part, ...]:
+    """The parts of a file request: the path (relative to ``cwd``) under edit/write rules,
+    relative to ``root`` (the project root, ``cwd`` when not given) inside it, absolute and
+    with the external_directory check outside it."""
     if permission not in ("edit", "write"):
         raise BadInput(f"permission must be edit or write, not {permission!r}")
     path = check_input(path)
@@ -321,8 +329,8 @@ def path_parts(permission: str, path: str, cwd: str, home: str | None = None) ->
         raise BadInput("path is empty")
     if path.startswith("~") and home is not None and (path == "~" or path.startswith("~/")):
         path = home + path[1:]
-    root = posixpath.normpath(cwd)
-    full = posixpath.normpath(posixpath.join(root, path))
+    full = posixpath.normpath(posixpath.join(cwd, path))
+    root = posixpath.normpath(root or cwd)
     inside = full == root or full.startswith(root.rstrip("/") + "/")
     if inside:
         return (Part(permission, posixpath.relpath(full, root), variants=(full,)),)
@@ -337,10 +345,12 @@ def decide_path(
     home: str | None = None,
     *,
     session: Session | None = None,
+    root: str | None = None,
 ) -> Decision:
-    """Decide an edit or write of ``path`` (relative to ``cwd``, the project root)."""
+    """Decide an edit or write of ``path`` (relative to ``cwd``; ``root`` is the project
+    root, ``cwd`` when not given)."""
     text = check_input(path)
-    parts = path_parts(permission, text, cwd, home)
+    parts = path_parts(permission, text, cwd, home, root)
     return combine(tuple(decide_part(policy, p, session) for p in parts), policy.name)
 
 

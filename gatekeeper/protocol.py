@@ -119,6 +119,8 @@ class Check(Request):
     path: str | None
     cwd: str | None
     wait: bool = False  # on ask: wait for a human's answer (extension)
+    root: str | None = None  # the project root (extension; the cwd when not given)
+    context: dict[str, str] | None = None  # the harness's ids, kept in the audit (extension)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,8 @@ class Run(Request):
     env: dict[str, str] | None
     timeout: float | None
     stdin: bytes | None  # from "stdin" (text) or "stdin_base64" (any bytes)
+    root: str | None = None  # the project root (extension; the cwd when not given)
+    context: dict[str, str] | None = None  # the harness's ids, kept in the audit (extension)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,45 @@ def _utf8(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+MAX_CONTEXT_FIELDS = 16
+MAX_CONTEXT_NAME = 64
+MAX_CONTEXT_VALUE = 1024
+
+
+def _directory(obj: Mapping[str, Any], name: str, rid: RequestId, *, required: bool = True) -> Any:
+    """``cwd`` or ``root``: an absolute path."""
+    value = _text(obj, name, rid, required=required)
+    if value is not None and not value.startswith("/"):
+        raise ProtocolError("bad_request", f"field {name!r} must be an absolute path", rid)
+    return value
+
+
+def _context(obj: Mapping[str, Any], rid: RequestId) -> dict[str, str] | None:
+    """``context``: what the harness knows of the request (its name, session and tool-call
+    ids, permission mode …), kept in the audit record. A flat object of short strings."""
+    ctx = _field(obj, "context", dict, rid, required=False)
+    if ctx is None:
+        return None
+    if len(ctx) > MAX_CONTEXT_FIELDS or not all(
+        isinstance(k, str)
+        and isinstance(v, str)
+        and 0 < len(k) <= MAX_CONTEXT_NAME
+        and len(v) <= MAX_CONTEXT_VALUE
+        and "\x00" not in k + v
+        and _utf8(k)
+        and _utf8(v)
+        for k, v in ctx.items()
+    ):
+        raise ProtocolError(
+            "bad_request",
+            f"field 'context' must map at most {MAX_CONTEXT_FIELDS} names (up to "
+            f"{MAX_CONTEXT_NAME} characters) to strings (up to {MAX_CONTEXT_VALUE}), "
+            "valid UTF-8 without NUL bytes",
+            rid,
+        )
+    return dict(ctx)
 
 
 def _text(obj: Mapping[str, Any], name: str, rid: RequestId, *, required: bool = True) -> Any:
@@ -249,8 +292,10 @@ def parse_request(line: bytes) -> Request:
             command,
             permission,
             path,
-            _text(obj, "cwd", rid, required=False),
+            _directory(obj, "cwd", rid, required=False),
             bool(_field(obj, "wait", bool, rid, required=False)),
+            _directory(obj, "root", rid, required=False),
+            _context(obj, rid),
         )
     if op == "run":
         env = _field(obj, "env", dict, rid, required=False)
@@ -296,9 +341,7 @@ def parse_request(line: bytes) -> Request:
                 raise ProtocolError(
                     "bad_request", "field 'stdin_base64' is not base64", rid
                 ) from None
-        cwd = _text(obj, "cwd", rid)
-        if not cwd.startswith("/"):
-            raise ProtocolError("bad_request", "field 'cwd' must be an absolute path", rid)
+        cwd = _directory(obj, "cwd", rid)
         return Run(
             rid,
             op,
@@ -308,6 +351,8 @@ def parse_request(line: bytes) -> Request:
             env,
             float(timeout) if timeout is not None else None,
             stdin,
+            _directory(obj, "root", rid, required=False),
+            _context(obj, rid),
         )
     if op == "cancel":
         target = obj.get("target")

@@ -68,6 +68,10 @@ class RunState:
     cancelled: str | None = None
 
 
+# (agent, permission of a path check, subject, cwd, home, root)
+_CheckKey = tuple[str, str | None, str, str, str | None, str | None]
+
+
 @dataclass(slots=True, eq=False)
 class CheckState:
     """One check request as far as it is decided."""
@@ -77,7 +81,8 @@ class CheckState:
     cwd: str
     subject: str
     home: str | None
-    key: tuple[str, str | None, str, str, str | None]
+    key: _CheckKey
+    root: str | None = None
     decision: Decision | None = None
     body: bytes | None = None  # the decision's JSON
     members: bytes | None = None  # its audit record's fields, encoded (cached with the reply)
@@ -108,7 +113,7 @@ class Requests:
         # Encoded check replies by request; entries carry the objects they were computed from
         # and count only while those are still the live ones.
         self._replies: dict[
-            tuple[str, str | None, str, str, str | None],
+            _CheckKey,
             tuple[Policy, Any, Decision, bytes, bytes | None],
         ] = {}
         self._markers = itertools.count(1)
@@ -120,11 +125,17 @@ class Requests:
     # -- decisions ----------------------------------------------------------------------------
 
     def decide_now(
-        self, policy: Policy, command: str, cwd: str, home: str | None, env: Any = None
+        self,
+        policy: Policy,
+        command: str,
+        cwd: str,
+        home: str | None,
+        env: Any = None,
+        root: str | None = None,
     ) -> Decision | None:
         """The decision from what the analysis workers already said; None if they must be
         asked (off the event loop: :meth:`decide`)."""
-        analysis = self.analyser.cached(command, cwd, home)
+        analysis = self.analyser.cached(command, cwd, home, root)
         if analysis is None:
             return None
         session = self.store.session_sets.get(policy.name)
@@ -146,10 +157,11 @@ class Requests:
         cwd: str,
         home: str | None,
         env: dict[str, str] | None = None,
+        root: str | None = None,
     ) -> Decision:
         """Decide a command line: analysed in a worker; a would-be allow is confirmed by the
         independent readers first (an ask or deny needs no confirmation: stricter is safe)."""
-        analysis = await self.analyser.analyse(command, cwd, home, client=conn)
+        analysis = await self.analyser.analyse(command, cwd, home, client=conn, root=root)
         session = self.store.session_sets.get(policy.name)
         decision = decide_analysis(policy, analysis, session=session, env=env)
         if decision.decision == "allow":
@@ -165,14 +177,17 @@ class Requests:
         for a command the analysis workers have already read. ``decision`` is None when they
         must be asked first (off the event loop: :meth:`decide_check`)."""
         policy = self.store.policy_for(req.agent, req.id)
-        cwd = req.cwd or client_cwd(conn, req.id)
+        root = req.root
+        cwd = req.cwd or root or client_cwd(conn, req.id)
         if not cwd.startswith("/"):
             raise ProtocolError("bad_request", "field 'cwd' must be an absolute path", req.id)
         home = daemon_home(None)
         subject = req.path if req.path is not None else req.command or ""
-        key = (policy.name, req.permission if req.path is not None else None, subject, cwd, home)
+        key = (
+            policy.name, req.permission if req.path is not None else None, subject, cwd, home, root
+        )  # fmt: skip
         session = self.store.session_sets.get(policy.name)
-        state = CheckState(policy, session, cwd, subject, home, key)
+        state = CheckState(policy, session, cwd, subject, home, key, root)
         hit = self._replies.get(key)
         if hit is not None and hit[0] is policy and hit[1] is state.session:
             state.decision, state.body, state.members = hit[2], hit[3], hit[4]
@@ -180,10 +195,16 @@ class Requests:
         try:
             if req.path is not None:
                 found: Decision | None = decide_path(
-                    policy, req.permission or "edit", req.path, cwd, home, session=state.session
+                    policy,
+                    req.permission or "edit",
+                    req.path,
+                    cwd,
+                    home,
+                    session=state.session,
+                    root=root,
                 )
             else:
-                found = self.decide_now(policy, subject, cwd, home)
+                found = self.decide_now(policy, subject, cwd, home, root=root)
         except BadInput as exc:
             raise ProtocolError("bad_request", str(exc), req.id) from None
         if found is not None:
@@ -228,7 +249,7 @@ class Requests:
         if state.decision is None:
             try:
                 decision = await self.decide(
-                    conn, state.policy, state.subject, state.cwd, state.home
+                    conn, state.policy, state.subject, state.cwd, state.home, root=state.root
                 )
             except BadInput as exc:
                 raise ProtocolError("bad_request", str(exc), req.id) from None
@@ -246,6 +267,8 @@ class Requests:
                 "cwd": state.cwd,
                 "decided_by": "policy",
             }
+            if state.root is not None:
+                record["root"] = state.root
             if req.path is not None:
                 record.update(path=req.path, permission=req.permission)
             else:
@@ -255,7 +278,8 @@ class Requests:
             state.members = encode(record)[1:-2]  # the same for every such check: cached
             if state.key in self._replies and not req.wait:
                 self._replies[state.key] = (*self._replies[state.key][:4], state.members)
-        return self.record(conn, req.id, {}, state.body, state.members)
+        extra = {"context": req.context} if req.context else {}
+        return self.record(conn, req.id, extra, state.body, state.members)
 
     async def check_and_wait(self, conn: Conn, req: Check, state: RunState) -> None:
         """A check that, on ask, waits for a human like a run does (for plugins that can only
@@ -273,6 +297,7 @@ class Requests:
             answer = await self.ask_human(
                 conn, req.id, state, policy, decision, checked.cwd, checked.subject,
                 outcome={"op": "check", "cwd": checked.cwd, what: checked.subject},
+                context=req.context,
             )  # fmt: skip
             final: dict[str, Any] = {
                 "id": req.id,
@@ -306,6 +331,7 @@ class Requests:
         subject: str,
         *,
         outcome: dict[str, Any],
+        context: dict[str, str] | None = None,
     ) -> HumanAnswer:
         """Park a request until a human answers, it times out, or it is cancelled; record the
         outcome (fields of ``outcome`` plus the answer) and return the one answer that won."""
@@ -319,6 +345,7 @@ class Requests:
             client_name=conn.name,
             timeout=self.approval_timeout,
             permission=first.permission if first is not None else "bash",
+            context=context,
         )
         state.pending_key = item.key
         if state.cancelled:  # cancelled while it was being decided
@@ -437,13 +464,17 @@ class Requests:
             raise ProtocolError("bad_request", f"cwd {req.cwd!r} is not a directory", rid)
         env = dict(req.env) if req.env is not None else daemon_env()
         try:
-            decision = await self.decide(conn, policy, req.command, req.cwd, daemon_home(env), env)
+            decision = await self.decide(
+                conn, policy, req.command, req.cwd, daemon_home(env), env, root=req.root
+            )
         except BadInput as exc:
             raise ProtocolError("bad_request", str(exc), rid) from None
         state.ref = self.record(
             conn, rid,
             {"kind": "decision", "op": "run", "agent": policy.name, "cwd": req.cwd,
-             "command": req.command, "decided_by": "policy"},
+             **({"root": req.root} if req.root is not None else {}),
+             "command": req.command, "decided_by": "policy",
+             **({"context": req.context} if req.context else {})},
             encode(decision.to_json())[:-1],
         )  # fmt: skip
         await conn.send(event(rid, "decision", agent=policy.name, **decision.to_json()))
@@ -455,6 +486,7 @@ class Requests:
             answer = await self.ask_human(
                 conn, rid, state, policy, decision, req.cwd, req.command,
                 outcome={"op": "run", "cwd": req.cwd, "command": req.command},
+                context=req.context,
             )  # fmt: skip
             reason = self.answer_reason(answer)
             await conn.send(

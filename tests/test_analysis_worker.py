@@ -40,7 +40,7 @@ FLAKY_WORKER = textwrap.dedent(
     from gatekeeper.analysis_worker import main
     import gatekeeper.analysis_worker as w
     real = w.analyse
-    def analyse(command, cwd, home):
+    def analyse(command, cwd, home, root=None):
         if command == "crash me":
             os.kill(os.getpid(), signal.SIGSEGV)
         if command == "hang me":
@@ -51,7 +51,7 @@ FLAKY_WORKER = textwrap.dedent(
                 with open(trace, "a") as f:
                     f.write(command + "\\n")
             time.sleep(0.2)
-        return real(command, cwd, home)
+        return real(command, cwd, home, root)
     w.analyse = analyse
     sys.exit(main())
     """

@@ -612,3 +612,57 @@ def test_a_locale_that_reads_bytes_otherwise_asks(
 ) -> None:
     parts = env_parts(env, command)
     assert any("locale" in (p.note or "") for p in parts) == asks
+
+
+# --------------------------------------------------------------------------------------------
+# The project root beside the directory a line starts in
+
+
+ROOTED = parse_policy(
+    "---\npermission:\n"
+    '  bash:\n    "*": ask\n    "probe *": allow\n    "cd *": allow\n'
+    '  write:\n    "*": allow\n    "sub/*.log": deny\n'
+    '  edit:\n    "*": allow\n    "sub/*.log": deny\n'
+    '  external_directory:\n    "*": ask\n    "/deny/*": deny\n'
+    "---\n",
+    "rooted.md",
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "cwd"),
+    [
+        ("probe > x.log", "/proj/sub"),  # started in sub
+        ("cd sub && probe > x.log", "/proj"),  # went there
+        ("probe > ../sub/x.log", "/proj/other"),
+        ("probe > /proj/sub/x.log", "/elsewhere/a"),
+    ],
+)
+def test_rules_stay_relative_to_the_root_wherever_the_line_starts(command: str, cwd: str) -> None:
+    d = decide_command(ROOTED, command, cwd, root="/proj")
+    assert d.decision == "deny", d
+    write = next(p for p in d.parts if p.permission == "write")
+    assert write.subject == "sub/x.log"
+
+
+def test_a_line_starting_outside_the_root_is_external() -> None:
+    d = decide_command(ROOTED, "probe x", "/tmp/w", root="/proj")
+    assert d.decision == "ask"
+    assert [(p.permission, p.subject) for p in d.parts if p.decision != "allow"] == [
+        ("external_directory", "/tmp/w")
+    ]
+    assert decide_command(ROOTED, "probe x", "/deny/w", root="/proj").decision == "deny"
+    # Inside the root, or with no root given (old clients: the cwd is the root), it is not.
+    assert decide_command(ROOTED, "probe x", "/proj/sub", root="/proj").decision == "allow"
+    assert decide_command(ROOTED, "probe x", "/tmp/w").decision == "allow"
+
+
+def test_paths_resolve_against_the_cwd_and_match_against_the_root() -> None:
+    assert decide_path(ROOTED, "write", "x.log", "/proj/sub", root="/proj").decision == "deny"
+    assert decide_path(ROOTED, "edit", "../sub/x.log", "/proj/a", root="/proj").decision == "deny"
+    assert decide_path(ROOTED, "write", "x.log", "/proj", root="/proj").decision == "allow"
+    outside = decide_path(ROOTED, "write", "x.log", "/tmp/w", root="/proj")
+    assert outside.decision == "ask"
+    assert ("external_directory", "/tmp/w/x.log") in [
+        (p.permission, p.subject) for p in outside.parts
+    ]

@@ -85,6 +85,53 @@ def test_check_without_cwd_uses_the_clients_directory(daemon: ThreadDaemon) -> N
     assert write["subject"] == "out.txt"
 
 
+def test_root_beside_cwd_and_the_harness_context_reach_the_audit(
+    daemon: ThreadDaemon, env_dir: Path
+) -> None:
+    c = connect(daemon)
+    ctx = {"harness": "claude-code", "session": "s-1", "call": "toolu_9", "mode": "default"}
+    # Old clients: cwd is the root. New ones say both; the write's subject stays relative
+    # to the root wherever the line starts.
+    c.send(id=1, op="check", command="echo x > out.txt", cwd="/p/sub", root="/p", context=ctx)
+    msg = c.recv()
+    assert [p["subject"] for p in msg["parts"] if p["permission"] == "write"] == ["sub/out.txt"]
+    c.send(id=2, op="check", path="a.txt", permission="write", root="/p")  # cwd = root
+    assert [p["subject"] for p in c.recv()["parts"]] == ["a.txt"]
+    c.send(id=3, op="check", command="echo hi", cwd="/elsewhere", root="/p")
+    parts = c.recv()["parts"]
+    assert ["external_directory", "/elsewhere"] in [[p["permission"], p["subject"]] for p in parts]
+    (env_dir / "sub").mkdir()
+    c.send(id=4, op="run", command="pwd", cwd=str(env_dir / "sub"), root=str(env_dir), context=ctx)
+    assert c.until(4, "exit")[-1]["code"] == 0
+    records = [json.loads(x) for x in (env_dir / "audit.jsonl").read_text().splitlines()]
+    mine = [r for r in records if r.get("kind") == "decision" and r.get("id") in (1, 4)]
+    assert [(r["id"], r["root"], r["context"]) for r in mine] == [
+        (1, "/p", ctx),
+        (4, str(env_dir), ctx),
+    ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"root": "relative/dir"},
+        {"root": 7},
+        {"context": "a string"},
+        {"context": {"harness": 3}},
+        {"context": {"": "x"}},
+        {"context": {f"k{i}": "v" for i in range(17)}},
+        {"context": {"session": "x" * 1025}},
+        {"context": {"session": "a\x00b"}},
+    ],
+)
+def test_bad_root_or_context_is_refused(daemon: ThreadDaemon, fields: dict[str, Any]) -> None:
+    c = connect(daemon)
+    c.send(id=1, op="check", command="ls", cwd="/p", **fields)
+    assert c.recv()["error"]["code"] == "bad_request"
+    c.send(id=2, op="status")  # the connection goes on
+    assert "error" not in c.recv()
+
+
 @pytest.mark.parametrize(
     ("data", "code"),
     [

@@ -25,6 +25,8 @@ What the walk finds:
 
 from __future__ import annotations
 
+import posixpath
+
 from gatekeeper.shell.parts import Analysis, Floor, Part, Source
 from gatekeeper.shell.walker import (
     MAX_COMMAND_BYTES,
@@ -63,15 +65,20 @@ __all__ = [
 ]
 
 
-def analyse(command: str, cwd: str, home: str | None = None) -> Analysis:
+def analyse(command: str, cwd: str, home: str | None = None, root: str | None = None) -> Analysis:
     """Split ``command`` into the parts a policy decides (see the module docstring).
 
-    ``cwd`` is the project root: relative paths resolve against it and paths outside it are
-    external. ``home`` expands ``~``; without it, ``~`` paths are unknown (ask).
+    ``cwd`` is the directory the line starts in: relative paths resolve against it. ``root``
+    is the project root (``cwd`` when not given): rules see paths inside it relative to it,
+    and paths outside it — ``cwd`` itself included — are ``external_directory`` parts.
+    ``home`` expands ``~``; without it, ``~`` paths are unknown (ask).
     Raises :class:`~gatekeeper.errors.BadInput` for NUL bytes and invalid UTF-8.
     """
     command = check_input(command)
-    walker = Walker(cwd, home)
+    walker = Walker(root or cwd, home)
+    start = posixpath.normpath(cwd) if cwd else walker.root
+    if not walker.inside_root(start):
+        walker.emit(Part("external_directory", start))
     odd = invisible_characters(command)
     if odd:
         walker.unsure(
@@ -80,7 +87,7 @@ def analyse(command: str, cwd: str, home: str | None = None) -> Analysis:
     if not command.strip():
         walker.unsure("", "empty command")
     else:
-        walker.source(command, frozenset({walker.root}), 0)
+        walker.source(command, frozenset({start}), 0)
     if not walker.parts:
         walker.unsure(command, "no command to check")
     return Analysis(command, tuple(dict.fromkeys(walker.parts)), tuple(walker.sources))

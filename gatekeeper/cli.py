@@ -227,27 +227,47 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--policy", metavar="FILE", required=True)
 
     hook = sub.add_parser(
-        "hook", help="agent integrations: Claude Code's PreToolUse hook, the opencode plugin"
+        "hook",
+        help="agent integrations: Claude Code's and Codex's hooks, the opencode plugin, "
+        "and their installers",
     )
     hook_sub = hook.add_subparsers(dest="hook_kind", metavar="AGENT", required=True)
-    cc = hook_sub.add_parser(
-        "claude-code",
-        help="read Claude Code's PreToolUse JSON on stdin, print its decision JSON",
-        description="Claude Code PreToolUse hook: Bash commands and Edit/Write/MultiEdit paths "
-        "are checked by the daemon; no daemon means ask. Always exits 0.",
-    )
-    cc.add_argument(
-        "--agent", metavar="NAME", help="agent (default: $GATEKEEPER_AGENT or the daemon's default)"
-    )
+    for name, what in (
+        ("claude-code", "Claude Code"),
+        ("codex", "Codex"),
+    ):
+        h = hook_sub.add_parser(
+            name,
+            help=f"read {what}'s PreToolUse JSON on stdin, print its decision JSON",
+            description=f"{what} PreToolUse hook (see gatekeeper.hooks): shell commands and "
+            "file tools are checked by the daemon. Always exits 0.",
+        )
+        _hook_options(h)
+        h.add_argument(
+            "--deadline", type=float, metavar="S", help="give up on the daemon after S seconds"
+        )
     hook_sub.add_parser(
         "opencode-plugin",
-        help="print the opencode plugin (save it as ~/.config/opencode/plugin/gatekeeper.js)",
+        help="print the opencode plugin (gatekeeper hook install opencode saves it)",
     )
-    cc.add_argument(
-        "--socket",
-        metavar="PATH",
-        help="daemon socket (default: $GATEKEEPER_SOCKET or the default path)",
-    )
+    for verb in ("install", "uninstall"):
+        inst = hook_sub.add_parser(
+            verb,
+            help=f"{verb} gatekeeper's hook in claude-code, codex or opencode settings",
+            description=f"{verb.capitalize()} gatekeeper's hook: merges into existing "
+            "settings, idempotent. Default target: the user's settings.",
+        )
+        inst.add_argument("harness", choices=("claude-code", "codex", "opencode"))
+        where = inst.add_mutually_exclusive_group()
+        where.add_argument("--user", action="store_true", help="the user's settings (default)")
+        where.add_argument(
+            "--project", metavar="DIR", help="a project's settings (.claude/, .opencode/)"
+        )
+        where.add_argument("--settings", metavar="FILE", help="claude-code: this settings file")
+        where.add_argument("--codex-home", metavar="DIR", help="codex: this CODEX_HOME")
+        where.add_argument("--dir", metavar="DIR", help="opencode: this plugin directory")
+        if verb == "install":
+            _hook_options(inst)
 
     pol = sub.add_parser("policy", help="lint or explain agent files")
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
@@ -258,6 +278,20 @@ def _parser() -> argparse.ArgumentParser:
     explain = pol_sub.add_parser("explain", help="show the compiled rules in order")
     explain.add_argument("file", metavar="FILE")
     return parser
+
+
+def _hook_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--agent", metavar="NAME", help="agent (default: $GATEKEEPER_AGENT or the daemon's default)"
+    )
+    p.add_argument(
+        "--socket", metavar="PATH", help="daemon socket (default: $GATEKEEPER_SOCKET, …)"
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="on ask, wait for a human in gatekeeper approve (headless sessions)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -287,7 +321,33 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         if args.hook_kind == "opencode-plugin":
             return hook_cmd.opencode_plugin()
-        return hook_cmd.claude_code(socket_path=args.socket, agent=args.agent)
+        if args.hook_kind in ("install", "uninstall"):
+            if args.hook_kind == "uninstall":
+                args.agent = args.socket = None
+                args.wait = False
+            if args.harness != "claude-code" and args.settings:
+                parser.error("--settings is for claude-code")
+            if args.harness != "codex" and args.codex_home:
+                parser.error("--codex-home is for codex")
+            if args.harness != "opencode" and args.dir:
+                parser.error("--dir is for opencode")
+            if (
+                args.harness == "opencode"
+                and args.hook_kind == "install"
+                and (args.agent or args.socket or args.wait)
+            ):
+                parser.error(
+                    "opencode: the plugin reads $GATEKEEPER_AGENT and $GATEKEEPER_SOCKET, and "
+                    "always waits for a human on ask"
+                )
+            return hook_cmd.install(args)
+        return hook_cmd.run_hook(
+            args.hook_kind,
+            socket_path=args.socket,
+            agent=args.agent,
+            wait=args.wait,
+            deadline=args.deadline,
+        )
     if args.command == "check":
         from gatekeeper.commands import check as check_cmd
 

@@ -1,104 +1,327 @@
-"""``gatekeeper hook claude-code``: Claude Code's PreToolUse hook, answered by the daemon.
+"""``gatekeeper hook …``: the agent hooks, and installers that wire them into each harness.
 
-Claude Code runs the hook before every tool call with a JSON object on stdin (``tool_name``,
-``tool_input``, ``cwd``, …) and reads the decision from stdout::
+The hooks themselves live in :mod:`gatekeeper.hooks` (standard library only, so that a hook
+process starts fast); the harness runs them as ``python -m gatekeeper.hooks``, with the
+absolute path of this interpreter, so that a PATH without gatekeeper cannot turn the hook
+into "command not found" (which Claude Code and Codex treat as no objection).
 
-    {"hookSpecificOutput": {"hookEventName": "PreToolUse",
-                            "permissionDecision": "allow" | "deny" | "ask",
-                            "permissionDecisionReason": "…"}}
+Every installer merges into what is there (other hooks and settings are kept), is
+idempotent (installing twice leaves one entry), writes atomically, and has an ``uninstall``
+twin. What each writes:
 
-``Bash`` commands are checked as commands, ``Edit``/``MultiEdit``/``NotebookEdit`` paths as
-edits and ``Write`` paths as writes. Other tools get no opinion (Claude Code decides as
-usual). Whatever goes wrong — no daemon, a bad payload, an unknown agent — the answer is
-``ask`` with the reason, never a silent allow. The exit status is always 0 (the JSON speaks).
+* Claude Code — a ``PreToolUse`` entry in a settings file; its command ends in
+  ``|| { echo …; exit 2; }`` so that a hook that cannot run at all blocks (exit 2) instead
+  of being a non-blocking error, and the hook's own deadline sits well inside the timeout
+  Claude Code gives it (Claude Code runs the tool when it kills a slow hook).
+* Codex — a ``PreToolUse`` group in ``$CODEX_HOME/hooks.json`` and the trust entry Codex
+  requires for it in ``config.toml`` (an untrusted hook is skipped silently).
+* opencode — the plugin file in opencode's plugin directory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from gatekeeper.client import Client, ClientError, DaemonUnavailable
+from gatekeeper import hooks
+from gatekeeper.errors import GatekeeperError
 
-MAX_PAYLOAD = 16 * 1024 * 1024
-EDIT_TOOLS = {"Edit": "edit", "MultiEdit": "edit", "NotebookEdit": "edit", "Write": "write"}
-
-
-def answer(decision: str, reason: str) -> dict[str, Any]:
-    return {
-        "hookSpecificOutput": {
-            "hookEventName": "PreToolUse",
-            "permissionDecision": decision,
-            "permissionDecisionReason": reason,
-        }
-    }
+PLUGIN = Path(__file__).resolve().parent.parent / "integrations" / "opencode-plugin.js"
+CLAUDE_MATCHER = "Bash|Edit|MultiEdit|Write|NotebookEdit"
+CODEX_MATCHER = "*"
+# (harness timeout, the hook's own deadline) in seconds: without --wait, and with it.
+TIMEOUTS = {False: (60, 20), True: (600, 570)}
+MARK = "gatekeeper.hooks"  # how an entry of ours is recognised in a harness's settings
 
 
-def decide(payload: Any, socket_path: str | None, agent: str | None) -> dict[str, Any] | None:
-    """The hook's answer for one payload (None: no opinion on this tool)."""
-    if not isinstance(payload, dict):
-        return answer("ask", "gatekeeper: the hook input is not a JSON object; asking instead")
-    tool = payload.get("tool_name")
-    tool_input = payload.get("tool_input")
-    if not isinstance(tool_input, dict):
-        tool_input = {}
-    cwd = payload.get("cwd")
-    if not isinstance(cwd, str) or not cwd.startswith("/"):
-        cwd = os.getcwd()
-    request: dict[str, Any]
-    if tool == "Bash":
-        command = tool_input.get("command")
-        if not isinstance(command, str):
-            return answer("ask", "gatekeeper: a Bash call without a command; asking instead")
-        request = {"command": command}
-    elif tool in EDIT_TOOLS:
-        path = tool_input.get("file_path") or tool_input.get("notebook_path")
-        if not isinstance(path, str) or not path:
-            return answer("ask", f"gatekeeper: a {tool} call without a file path; asking instead")
-        request = {"path": path, "permission": EDIT_TOOLS[str(tool)]}
-    else:
-        return None
-    try:
-        with Client(socket_path, timeout=30) as client:
-            reply = client.request("check", cwd=cwd, agent=agent, **request)
-    except DaemonUnavailable as exc:
-        return answer("ask", f"gatekeeper: {exc}; asking instead of allowing")
-    except ClientError as exc:
-        return answer("ask", f"gatekeeper refused the check ({exc.code}: {exc.message}); asking")
-    except (OSError, ValueError) as exc:
-        return answer("ask", f"gatekeeper: no answer from the daemon ({exc}); asking instead")
-    decision = reply.get("decision")
-    if decision not in ("allow", "ask", "deny"):
-        return answer("ask", "gatekeeper: the daemon gave no decision; asking instead")
-    return answer(str(decision), f"gatekeeper ({reply.get('agent')}): {reply.get('reason', '')}")
+class InstallError(GatekeeperError):
+    pass
 
 
-def claude_code(*, socket_path: str | None, agent: str | None) -> int:
-    raw = sys.stdin.buffer.read(MAX_PAYLOAD + 1)
-    try:
-        if len(raw) > MAX_PAYLOAD:
-            raise ValueError("larger than 16 MiB")
-        payload = json.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        result: dict[str, Any] | None = answer(
-            "ask", f"gatekeeper: the hook input is not valid JSON ({exc}); asking instead"
-        )
-    else:
-        result = decide(
-            payload,
-            socket_path or os.environ.get("GATEKEEPER_SOCKET"),
-            agent or os.environ.get("GATEKEEPER_AGENT"),
-        )
-    if result is not None:
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
-    return 0
+# --------------------------------------------------------------------------------------------
+# Running the hooks
+
+
+def run_hook(harness: str, *, socket_path: str | None, agent: str | None, wait: bool,
+             deadline: float | None) -> int:  # fmt: skip
+    argv = [harness]
+    if socket_path:
+        argv += ["--socket", socket_path]
+    if agent:
+        argv += ["--agent", agent]
+    if wait:
+        argv.append("--wait")
+    if deadline is not None:
+        argv += ["--deadline", str(deadline)]
+    return hooks.main(argv)
 
 
 def opencode_plugin() -> int:
     """Print the opencode plugin shipped with gatekeeper."""
-    source = Path(__file__).resolve().parent.parent / "integrations" / "opencode-plugin.js"
-    sys.stdout.write(source.read_text(encoding="utf-8"))
+    sys.stdout.write(PLUGIN.read_text(encoding="utf-8"))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InstallError(f"{path} is not valid JSON ({exc}); not changing it") from None
+    if not isinstance(data, dict):
+        raise InstallError(f"{path} does not hold a JSON object; not changing it")
+    return data
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace ``path`` atomically, keeping its mode (0600 for a new file: it may hold ids)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o600
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def hook_command(
+    harness: str, *, agent: str | None, socket_path: str | None, wait: bool, deadline: int
+) -> str:
+    """The shell line a harness runs: this interpreter, by absolute path, and a fallback
+    that blocks (exit 2, the reason on stderr) when the hook cannot run or crashes."""
+    argv = [sys.executable, "-m", MARK, harness, "--deadline", str(deadline)]
+    if agent:
+        argv += ["--agent", agent]
+    if socket_path:
+        argv += ["--socket", str(Path(socket_path).absolute())]
+    if wait:
+        argv.append("--wait")
+    return (
+        " ".join(shlex.quote(a) for a in argv)
+        + " || { echo 'gatekeeper: the hook could not run; blocking' >&2; exit 2; }"
+    )
+
+
+def _ours(group: Any) -> bool:
+    return isinstance(group, dict) and any(
+        isinstance(h, dict) and MARK in str(h.get("command", ""))
+        for h in group.get("hooks", []) or []
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Claude Code
+
+
+def claude_settings(user: bool, project: str | None, settings: str | None) -> Path:
+    if settings:
+        return Path(settings)
+    if project:
+        return Path(project) / ".claude" / "settings.json"
+    return Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude") / "settings.json"
+
+
+def install_claude(path: Path, *, agent: str | None, socket_path: str | None, wait: bool) -> str:
+    timeout, deadline = TIMEOUTS[wait]
+    data = _read_json(path)
+    all_hooks = data.setdefault("hooks", {})
+    if not isinstance(all_hooks, dict):
+        raise InstallError(f"{path}: 'hooks' is not an object; not changing it")
+    groups = all_hooks.setdefault("PreToolUse", [])
+    if not isinstance(groups, list):
+        raise InstallError(f"{path}: 'hooks.PreToolUse' is not a list; not changing it")
+    command = hook_command(
+        "claude-code", agent=agent, socket_path=socket_path, wait=wait, deadline=deadline
+    )
+    entry = {
+        "matcher": CLAUDE_MATCHER,
+        "hooks": [{"type": "command", "command": command, "timeout": timeout}],
+    }
+    kept = [g for g in groups if not _ours(g)]
+    all_hooks["PreToolUse"] = [*kept, entry]
+    _write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return command
+
+
+def uninstall_claude(path: Path) -> bool:
+    data = _read_json(path)
+    groups = (data.get("hooks") or {}).get("PreToolUse")
+    if not isinstance(groups, list) or not any(_ours(g) for g in groups):
+        return False
+    data["hooks"]["PreToolUse"] = [g for g in groups if not _ours(g)]
+    if not data["hooks"]["PreToolUse"]:
+        del data["hooks"]["PreToolUse"]
+    if not data["hooks"]:
+        del data["hooks"]
+    _write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Codex
+
+
+def codex_home(explicit: str | None) -> Path:
+    return Path(explicit or os.environ.get("CODEX_HOME") or Path.home() / ".codex").absolute()
+
+
+def codex_trusted_hash(command: str, timeout: int, matcher: str) -> str:
+    """What Codex (0.171) records as ``trusted_hash`` for one command hook: the sha256 of the
+    hook's identity as compact JSON with sorted keys."""
+    identity = {
+        "event_name": "pre_tool_use",
+        "matcher": matcher,
+        "hooks": [{"type": "command", "command": command, "timeout": timeout, "async": False}],
+    }
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def install_codex(home: Path, *, agent: str | None, socket_path: str | None, wait: bool) -> str:
+    timeout, deadline = TIMEOUTS[wait]
+    hooks_json = home / "hooks.json"
+    data = _read_json(hooks_json)
+    all_hooks = data.setdefault("hooks", {})
+    if not isinstance(all_hooks, dict):
+        raise InstallError(f"{hooks_json}: 'hooks' is not an object; not changing it")
+    groups = all_hooks.setdefault("PreToolUse", [])
+    if not isinstance(groups, list):
+        raise InstallError(f"{hooks_json}: 'hooks.PreToolUse' is not a list; not changing it")
+    command = hook_command("codex", agent=agent, socket_path=socket_path, wait=wait,
+                           deadline=deadline)  # fmt: skip
+    entry = {
+        "matcher": CODEX_MATCHER,
+        "hooks": [{"type": "command", "command": command, "timeout": timeout}],
+    }
+    # Replace ours where it stands: the trust keys of other groups name their positions.
+    index = next((i for i, g in enumerate(groups) if _ours(g)), len(groups))
+    groups[index : index + 1] = [entry]
+    config_path = home / "config.toml"
+    config = config_path.read_text(encoding="utf-8") if config_path.exists() else ""
+    config = _drop_trust_of(config, hooks_json, index)
+    if config and not config.endswith("\n"):
+        config += "\n"
+    config += (
+        f'\n[hooks.state."{hooks_json}:pre_tool_use:{index}:0"]\n'
+        "enabled = true\n"
+        f'trusted_hash = "{codex_trusted_hash(command, timeout, CODEX_MATCHER)}"\n'
+    )
+    _write(hooks_json, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    _write(config_path, config)
+    return command
+
+
+def _drop_trust_of(config: str, hooks_json: Path, index: int) -> str:
+    """``config.toml`` without the trust table of group ``index`` in ``hooks_json``."""
+    header = re.compile(
+        r'^\[hooks\.state\."' + re.escape(f"{hooks_json}:pre_tool_use:{index}:") + r'\d+"\]$'
+    )
+    out: list[str] = []
+    skipping = False
+    for line in config.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            skipping = bool(header.match(stripped))
+        if not skipping:
+            out.append(line)
+    return "".join(out).rstrip("\n") + ("\n" if out else "")
+
+
+def uninstall_codex(home: Path) -> bool:
+    hooks_json = home / "hooks.json"
+    data = _read_json(hooks_json)
+    groups = (data.get("hooks") or {}).get("PreToolUse")
+    if not isinstance(groups, list):
+        return False
+    index = next((i for i, g in enumerate(groups) if _ours(g)), None)
+    if index is None:
+        return False
+    del groups[index]
+    if not groups:
+        del data["hooks"]["PreToolUse"]
+    _write(hooks_json, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    config_path = home / "config.toml"
+    if config_path.exists():
+        config = config_path.read_text(encoding="utf-8")
+        _write(config_path, _drop_trust_of(config, hooks_json, index))
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# opencode
+
+
+def opencode_dir(user: bool, project: str | None, directory: str | None) -> Path:
+    if directory:
+        return Path(directory)
+    if project:
+        return Path(project) / ".opencode" / "plugin"
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "opencode" / "plugin"
+
+
+def install_opencode(directory: Path) -> Path:
+    target = directory / "gatekeeper.js"
+    _write(target, PLUGIN.read_text(encoding="utf-8"))
+    target.chmod(0o644)
+    return target
+
+
+def uninstall_opencode(directory: Path) -> bool:
+    target = directory / "gatekeeper.js"
+    if not target.exists():
+        return False
+    target.unlink()
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# The command
+
+
+def install(args: Any) -> int:
+    removing = args.hook_kind == "uninstall"
+    if args.harness == "claude-code":
+        path = claude_settings(args.user, args.project, args.settings)
+        if removing:
+            done = uninstall_claude(path)
+            print(f"{'removed gatekeeper from' if done else 'no gatekeeper hook in'} {path}")
+            return 0
+        command = install_claude(path, agent=args.agent, socket_path=args.socket, wait=args.wait)
+        print(f"installed the PreToolUse hook in {path}:\n  {command}")
+        return 0
+    if args.harness == "codex":
+        home = codex_home(args.codex_home)
+        if removing:
+            done = uninstall_codex(home)
+            print(f"{'removed gatekeeper from' if done else 'no gatekeeper hook in'} {home}")
+            return 0
+        command = install_codex(home, agent=args.agent, socket_path=args.socket, wait=args.wait)
+        print(
+            f"installed the PreToolUse hook in {home / 'hooks.json'} (trusted in "
+            f"{home / 'config.toml'}):\n  {command}"
+        )
+        return 0
+    directory = opencode_dir(args.user, args.project, args.dir)
+    if removing:
+        done = uninstall_opencode(directory)
+        print(f"{'removed' if done else 'no'} {directory / 'gatekeeper.js'}")
+        return 0
+    print(f"installed the plugin as {install_opencode(directory)}")
     return 0

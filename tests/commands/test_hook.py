@@ -222,3 +222,114 @@ def test_opencode_plugin_waits_for_a_human(daemon: Path, where: Path) -> None:
 def test_opencode_plugin_without_daemon_blocks(where: Path) -> None:
     result = plugin_result(run_plugin(where, where / "none.sock", "bash", {"command": "ls"}))
     assert result.startswith("BLOCKED gatekeeper: no daemon at")
+
+
+# -- installers ----------------------------------------------------------------------------
+
+
+def gk(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gatekeeper", "hook", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_claude_install_merges_is_idempotent_and_uninstalls(daemon: Path, where: Path) -> None:
+    settings = where / "proj" / ".claude" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    theirs = {"type": "command", "command": "my-linter", "timeout": 5}
+    settings.write_text(
+        json.dumps(
+            {
+                "model": "opus",
+                "hooks": {
+                    "PreToolUse": [{"matcher": "Bash", "hooks": [theirs]}],
+                    "Stop": [{"hooks": [{"type": "command", "command": "notify"}]}],
+                },
+            }
+        )
+    )
+    for _ in range(2):
+        done = gk("install", "claude-code", "--project", str(where / "proj"),
+                  "--agent", "tester", "--socket", str(daemon))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    data = json.loads(settings.read_text())
+    assert data["model"] == "opus"
+    assert data["hooks"]["Stop"] == [{"hooks": [{"type": "command", "command": "notify"}]}]
+    groups = data["hooks"]["PreToolUse"]
+    assert len(groups) == 2 and groups[0]["hooks"] == [theirs]
+    (ours,) = groups[1]["hooks"]
+    assert ours["command"].startswith(sys.executable + " -m gatekeeper.hooks claude-code")
+    # The hook's own deadline is well inside the timeout Claude Code gives it.
+    deadline = float(ours["command"].split("--deadline ")[1].split()[0])
+    assert deadline <= ours["timeout"] / 2
+
+    # The line Claude Code runs, run the way it runs it (a shell), answers.
+    body = json.dumps(payload("Bash", {"command": "rm -rf x"}, where))
+    ran = subprocess.run(["sh", "-c", ours["command"]], input=body, capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    assert ran.returncode == 0
+    assert json.loads(ran.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
+    # A hook that cannot run at all blocks (exit 2) rather than being a non-blocking error.
+    broken = ours["command"].replace(sys.executable, "/nonexistent/python3")
+    ran = subprocess.run(["sh", "-c", broken], input=body, capture_output=True, text=True,
+                         check=False)  # fmt: skip
+    assert ran.returncode == 2
+    assert "blocking" in ran.stderr
+
+    assert gk("uninstall", "claude-code", "--project", str(where / "proj")).returncode == 0
+    data = json.loads(settings.read_text())
+    assert data["hooks"]["PreToolUse"] == [{"matcher": "Bash", "hooks": [theirs]}]
+    assert (
+        "no gatekeeper hook" in gk("uninstall", "claude-code", "--settings", str(settings)).stdout
+    )
+
+
+def test_claude_install_refuses_to_clobber_a_broken_settings_file(where: Path) -> None:
+    settings = where / "settings.json"
+    settings.write_text("{ not json")
+    done = gk("install", "claude-code", "--settings", str(settings))
+    assert done.returncode != 0
+    assert "not valid JSON" in done.stderr
+    assert settings.read_text() == "{ not json"
+
+
+def test_claude_install_wait_gives_a_person_time(where: Path) -> None:
+    settings = where / "settings.json"
+    assert gk("install", "claude-code", "--settings", str(settings), "--wait").returncode == 0
+    (ours,) = json.loads(settings.read_text())["hooks"]["PreToolUse"][0]["hooks"]
+    assert "--wait" in ours["command"]
+    assert ours["timeout"] >= 600
+
+
+def test_codex_install_trusts_its_hook_and_uninstalls(where: Path) -> None:
+    home = where / "codex"
+    home.mkdir()
+    (home / "config.toml").write_text('model = "gpt-5.5"\n\n[features]\nx = true\n')
+    other = {"matcher": "Bash", "hooks": [{"type": "command", "command": "audit-it"}]}
+    (home / "hooks.json").write_text(json.dumps({"hooks": {"PreToolUse": [other]}}))
+    for _ in range(2):
+        assert gk("install", "codex", "--codex-home", str(home)).returncode == 0
+    groups = json.loads((home / "hooks.json").read_text())["hooks"]["PreToolUse"]
+    assert groups[0] == other and len(groups) == 2
+    config = (home / "config.toml").read_text()
+    key = f'[hooks.state."{home / "hooks.json"}:pre_tool_use:1:0"]'
+    assert config.count(key) == 1
+    assert config.startswith('model = "gpt-5.5"\n\n[features]\nx = true\n')
+    assert gk("uninstall", "codex", "--codex-home", str(home)).returncode == 0
+    assert json.loads((home / "hooks.json").read_text())["hooks"]["PreToolUse"] == [other]
+    assert "hooks.state" not in (home / "config.toml").read_text()
+
+
+def test_opencode_install_writes_the_plugin(where: Path) -> None:
+    done = gk("install", "opencode", "--project", str(where))
+    assert done.returncode == 0, done.stderr
+    plugin = where / ".opencode" / "plugin" / "gatekeeper.js"
+    assert plugin.read_text() == PLUGIN.read_text()
+    assert gk("uninstall", "opencode", "--project", str(where)).returncode == 0
+    assert not plugin.exists()
+    assert gk("install", "opencode", "--dir", str(where), "--agent", "x").returncode == 2

@@ -40,13 +40,22 @@ CONFIRM_TIMEOUT = 6.0  # … and to confirm one with the independent readers
 
 
 def _encode_parts(parts: tuple[Part, ...]) -> list[list[Any]]:
-    return [[p.permission, p.subject, p.floor, p.note, list(p.variants)] for p in parts]
+    return [
+        [p.permission, p.subject, p.floor, p.note, list(p.variants), list(p.written)] for p in parts
+    ]
 
 
 def _decode_parts(raw: list[list[Any]]) -> tuple[Part, ...]:
     return tuple(
-        Part(str(perm), str(subject), floor, note, tuple(str(v) for v in variants))
-        for perm, subject, floor, note, variants in raw
+        Part(
+            str(perm),
+            str(subject),
+            floor,
+            note,
+            tuple(str(v) for v in variants),
+            tuple(str(w) for w in written),
+        )
+        for perm, subject, floor, note, variants, written in raw
     )
 
 

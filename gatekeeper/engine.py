@@ -13,9 +13,10 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from gatekeeper.errors import BadInput
-from gatekeeper.patterns import literal_prefix
+from gatekeeper.patterns import literal_prefix, pattern_regex
 from gatekeeper.policy import STRICTNESS, Action, Policy, Rule, RuleSet
 from gatekeeper.shell import Analysis, Part, analyse, check_input
+from gatekeeper.shell.places import external_as_opencode
 
 _CACHEABLE = 4096  # commands up to this length keep their analysis in an LRU cache
 
@@ -90,6 +91,11 @@ Confirmer = Callable[[Analysis], tuple[Part, ...]]
 Session = Mapping[str, RuleSet]
 
 
+@lru_cache(maxsize=4096)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    return pattern_regex(pattern)
+
+
 def decide_part(policy: Policy, part: Part, session: Session | None = None) -> PartDecision:
     """Decide one part: its rule, its normalised spellings (only ever stricter), its floor.
 
@@ -108,6 +114,17 @@ def decide_part(policy: Policy, part: Part, session: Session | None = None) -> P
             and (rule is None or v_rule.origin != rule.origin or v_rule.index > rule.index)
         ):
             action, rule = v_action, v_rule
+    for text in part.written:
+        # opencode's subject (assignments and redirections included): its rule counts when
+        # it is stricter and names what only that spelling has ("echo * > out/*"), not when
+        # it is a rule the subject itself matches too (a catch-all "*": ask).
+        w_action, w_rule = policy.lookup(part.permission, text)
+        if (
+            STRICTNESS[w_action] > STRICTNESS[action]
+            and w_rule is not None
+            and not _pattern(w_rule.pattern).fullmatch(part.subject)
+        ):
+            action, rule = w_action, w_rule
     if action == "ask" and session is not None:
         rs = session.get(part.permission)
         s_rule = rs.lookup(part.subject) if rs is not None else None
@@ -234,6 +251,7 @@ def decide_analysis(
     for p in parts:
         if (
             p.variants
+            or p.written
             or session is not None
             or p.floor != "allow"
             or (p.permission == "bash" and "/" in p.subject.partition(" ")[0])
@@ -334,7 +352,10 @@ def path_parts(
     inside = full == root or full.startswith(root.rstrip("/") + "/")
     if inside:
         return (Part(permission, posixpath.relpath(full, root), variants=(full,)),)
-    return (Part(permission, full), Part("external_directory", full))
+    return (
+        Part(permission, full),
+        Part("external_directory", full, written=(external_as_opencode(full),)),
+    )
 
 
 def decide_path(

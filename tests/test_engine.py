@@ -666,3 +666,49 @@ def test_paths_resolve_against_the_cwd_and_match_against_the_root() -> None:
     assert ("external_directory", "/tmp/w/x.log") in [
         (p.permission, p.subject) for p in outside.parts
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Rules written against opencode's subject (the command as spelled, redirections included)
+
+AS_OPENCODE = parse_policy(
+    "---\npermission:\n  bash:\n"
+    '    "*": ask\n    "echo *": allow\n    "echo * > out/*": deny\n'
+    '    "FOO=1 npm *": deny\n    "npm *": allow\n    "ls *": allow\n'
+    "---\n",
+    "as-opencode.md",
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("echo hi > out/x", "deny"),  # the rule names the redirection
+        ("echo hi >out/x", "ask"),  # opencode's spelling differs too: only the write asks
+        ("(echo a > out/b)", "deny"),
+        ("echo a 2>&1 > out/x", "deny"),
+        ("echo hi > other/x", "ask"),  # the write still asks (write rules: none)
+        ("FOO=1 npm test", "deny"),  # the rule names the assignment
+        ("npm test", "allow"),
+        # A catch-all the plain subject matches as well is no reason to be stricter: the
+        # harmless assignment is only spelling (opencode would ask; gatekeeper's reading is
+        # the command that runs).
+        ("LANGUAGE=en ls -la", "allow"),
+    ],
+)
+def test_rules_naming_redirections_or_assignments_match_as_in_opencode(
+    command: str, expected: str
+) -> None:
+    assert decide_command(AS_OPENCODE, command, ROOT).decision == expected
+
+
+def test_external_directory_rules_written_as_opencode_forms_them() -> None:
+    pol = parse_policy(
+        "---\npermission:\n  bash: allow\n  edit: allow\n"
+        '  external_directory:\n    "*": ask\n    "/some/dir/*": deny\n---\n',
+        "ext.md",
+    )
+    for command in ("cd /some/dir", "cd /some/dir/ && ls", "ls /some/dir", "cat /some/dir/x"):
+        assert decide_command(pol, command, ROOT).decision == "deny", command
+    assert decide_path(pol, "edit", "/some/dir", ROOT).decision == "deny"
+    assert decide_command(pol, "cd /some/other", ROOT).decision == "ask"

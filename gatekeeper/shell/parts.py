@@ -18,7 +18,9 @@ class Part:
     ``external_directory`` (a directory outside the project root). ``floor`` is the least strict
     decision this part may get whatever the rules say; ``note`` says why it was raised.
     ``variants`` are normalised spellings of the subject (``/usr/bin/git`` → ``git``) that are
-    also decided and can only make the decision stricter.
+    also decided and can only make the decision stricter. ``written`` is the simple command as
+    the line spells it, assignments and redirections included (opencode's subject): a rule
+    only that spelling matches can make the decision stricter too.
     """
 
     permission: str
@@ -26,6 +28,7 @@ class Part:
     floor: Floor = "allow"
     note: str | None = None
     variants: tuple[str, ...] = ()
+    written: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from dataclasses import replace
 
 from gatekeeper.shell.commands import file_option_targets, invocation, non_options
 from gatekeeper.shell.parts import Part
@@ -30,6 +31,12 @@ Cwds = frozenset[str] | None  # the directories a part may run in; None: unknown
 Flow = tuple[Cwds, Cwds]  # (directories if the statement succeeded, whatever happened)
 
 
+def external_as_opencode(path: str) -> str:
+    """opencode's subject for a directory outside the project: ``DIR/*`` (a rule written for
+    it, ``"/some/dir/*": deny``, then also catches ``cd /some/dir``)."""
+    return path.rstrip("/") + "/*"
+
+
 class Places:
     """The parts found so far, and what the project root makes of paths."""
 
@@ -41,6 +48,8 @@ class Places:
         self.file_fds: set[str] = set()  # descriptors the line points at files (3<f …)
 
     def emit(self, part: Part) -> None:
+        if part.permission == "external_directory" and part.subject.startswith("/"):
+            part = replace(part, written=(external_as_opencode(part.subject),))
         if len(self.parts) < MAX_PARTS:
             self.parts.append(part)
         elif not self.exhausted:

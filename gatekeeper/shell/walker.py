@@ -86,6 +86,25 @@ MAX_NESTING = 100  # statements inside statements (keeps the walk far from Pytho
 __all__ = ["MAX_CWDS", "MAX_NODES", "MAX_PARTS", "Cwds", "Flow", "Walker"]
 
 
+def as_written(words: list[Word], subject: str) -> tuple[str, ...]:
+    """The simple command as its line spells it — assignments before it and redirections
+    after it included — which is what opencode matches its rules against: a rule that names
+    a redirection (``"echo * > out/*": deny``) or an assignment then matches here too. Used
+    only as a spelling that can make a decision stricter, never looser."""
+    node = words[0].node
+    while node is not None and node.type != "command":
+        node = node.parent
+    if node is None:
+        return ()
+    if node.parent is not None and node.parent.type == "redirected_statement":
+        node = node.parent
+    text = (node.text or b"").decode("utf-8", "surrogateescape")
+    if "\n" in text or text == subject:
+        return ()
+    collapsed = " ".join(text.split())
+    return tuple(dict.fromkeys(t for t in (text, collapsed) if t != subject))
+
+
 class Walker(Expansions):
     """One walk over one command line (and the strings it runs)."""
 
@@ -620,6 +639,7 @@ class Walker(Expansions):
             floor = "ask"
             notes.append("the command name is not plain printable ASCII")
         spellings = variants(words)
+        written = as_written(words, subject)
         cmd = posixpath.basename(name.text) if name.static else ""
         if cmd in DIRECTORY_COMMANDS and name.static and not name.pattern:
             if floor != "allow":
@@ -642,7 +662,7 @@ class Walker(Expansions):
         if not (cmd == "[" and floor == "allow"):
             # `[ … ]` only tests (as in opencode, it is not a command the rules decide); its
             # redirections and what it pipes into are, and a `-v` subscript asks.
-            self.emit(Part("bash", subject, floor, "; ".join(notes) or None, spellings))
+            self.emit(Part("bash", subject, floor, "; ".join(notes) or None, spellings, written))
         if cmd in FILE_COMMANDS:
             self.path_arguments(cmd, words[1:], cwds)
         self.read_places(cmd, words[1:], cwds)

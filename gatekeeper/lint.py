@@ -12,6 +12,7 @@ Checks, each with the line it is about and how to fix it:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -181,12 +182,48 @@ def lint_policy(policy: Policy) -> list[Finding]:
                     "and the last matching rule wins; move it below that rule"
                 )
                 findings.append(Finding("error", rule.source, msg))
+    findings.extend(_never_match(policy))
     bash = policy.rulesets.get("bash")
     if bash is not None:
         findings.extend(_word_boundaries(bash.rules))
         findings.extend(_risky(policy, bash.rules))
     findings.extend(_tests(policy))
     return findings
+
+
+_ODD_SEGMENT = re.compile(r"(^|/)\.\.?(/|$)|//")
+
+
+def _never_match(policy: Policy) -> list[Finding]:
+    """Rules no subject gatekeeper forms can match (see docs/policy.md, "What a rule is
+    matched against")."""
+    out: list[Finding] = []
+
+    def say(rule: Rule, why: str) -> None:
+        out.append(Finding("warning", rule.source, f'"{rule.pattern}": {rule.action} {why}'))
+
+    for permission, rs in policy.rulesets.items():
+        for rule in rs.rules:
+            p = rule.pattern
+            if permission in ("edit", "write", "external_directory") and _ODD_SEGMENT.search(p):
+                say(rule, "never matches: paths are matched normalised (no ./, ../ or //)")
+            elif permission in ("edit", "write", "external_directory") and p.startswith("~"):
+                say(rule, "never matches: ~ is not expanded in rules (write the absolute path)")
+            elif permission == "external_directory" and p[:1] not in ("/", "*", "?"):
+                say(rule, "never matches: external_directory subjects are absolute paths")
+            elif permission == "bash" and (p != p.strip() or "  " in p or "\t" in p):
+                say(
+                    rule,
+                    "matches only a command spelled with these blanks: gatekeeper joins "
+                    "a command's words with one space (an allow here never applies)",
+                )
+            elif permission == "bash" and rule.action == "allow" and any(c in p for c in "'\"\\"):
+                say(
+                    rule,
+                    "never applies: quotes are removed before matching (write the words "
+                    "without them)",
+                )
+    return out
 
 
 def _word_boundaries(rules: tuple[Rule, ...]) -> list[Finding]:

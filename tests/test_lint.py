@@ -96,3 +96,22 @@ def test_explain_lists_rules_in_order_with_lines() -> None:
     assert "1. '*'" in text
     assert "backend-engineer.md:21" in text
     assert text.index("'npm*'") < text.index("'git push --force*'")
+
+
+def test_rules_that_can_never_match_are_named(write_agent: WriteAgent) -> None:
+    policy = load_policy_file(
+        write_agent(
+            "permission:\n"
+            '  bash:\n    "*": ask\n    "git  push *": deny\n    "echo \'hi\'": allow\n'
+            '    "npm test": allow\n'
+            '  edit:\n    "./src/*": allow\n    "src/a/../b": deny\n    "~/notes/*": allow\n'
+            '    "docs/*": allow\n'
+            '  external_directory:\n    "tmp/*": allow\n    "/tmp/*": allow\n'
+        )
+    )
+    never = {
+        f.message.split('"')[1]
+        for f in lint_policy(policy)
+        if "never" in f.message or "only a command spelled" in f.message
+    }
+    assert never == {"git  push *", "echo 'hi'", "./src/*", "src/a/../b", "~/notes/*", "tmp/*"}

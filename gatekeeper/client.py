@@ -142,10 +142,25 @@ class Client:
     # -- operations ---------------------------------------------------------------------------
 
     def check(
-        self, command: str, *, cwd: str | None = None, agent: str | None = None
+        self,
+        command: str,
+        *,
+        cwd: str | None = None,
+        agent: str | None = None,
+        root: str | None = None,
+        context: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Decide a command; nothing runs. Returns ``decision``, ``reason``, ``parts``."""
-        return self.request("check", command=command, cwd=cwd or os.getcwd(), agent=agent)
+        """Decide a command; nothing runs. Returns ``decision``, ``reason``, ``parts``.
+        ``root`` is the project root when it is not ``cwd``; ``context`` the caller's ids
+        (harness, session, …) for the audit log."""
+        return self.request(
+            "check",
+            command=command,
+            cwd=cwd or os.getcwd(),
+            agent=agent,
+            root=root,
+            context=dict(context) if context is not None else None,
+        )
 
     def check_path(
         self,
@@ -154,10 +169,18 @@ class Client:
         *,
         cwd: str | None = None,
         agent: str | None = None,
+        root: str | None = None,
+        context: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Decide an edit or write of a file path."""
+        """Decide an edit or write of a file path (``root``, ``context``: as for check)."""
         return self.request(
-            "check", path=path, permission=permission, cwd=cwd or os.getcwd(), agent=agent
+            "check",
+            path=path,
+            permission=permission,
+            cwd=cwd or os.getcwd(),
+            agent=agent,
+            root=root,
+            context=dict(context) if context is not None else None,
         )
 
     def run(
@@ -170,6 +193,8 @@ class Client:
         timeout: float | None = None,
         stdin: str | bytes | None = None,
         request_id: str | int | None = None,
+        root: str | None = None,
+        context: Mapping[str, str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Run a command through the daemon; yields its events until ``exit`` or ``blocked``.
 
@@ -192,6 +217,8 @@ class Client:
             agent=agent,
             env=dict(env) if env is not None else None,
             timeout=timeout,
+            root=root,
+            context=dict(context) if context is not None else None,
             **stdin_fields,
         )
         while True:

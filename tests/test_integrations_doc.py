@@ -50,25 +50,6 @@ def shell(script: str, sock: Path, home: Path) -> subprocess.CompletedProcess[st
     )
 
 
-def test_the_settings_snippet_is_the_hook_that_works(daemon: tuple[Path, Path]) -> None:
-    sock, home = daemon
-    (settings,) = blocks("json")
-    hooks = json.loads(settings)["hooks"]["PreToolUse"][0]
-    assert hooks["matcher"] == "Bash|Edit|MultiEdit|Write|NotebookEdit"
-    command = hooks["hooks"][0]["command"]
-    body = {
-        "hook_event_name": "PreToolUse",
-        "cwd": str(REPO),
-        "tool_name": "Bash",
-        "tool_input": {"command": "npm test && rm -rf build"},
-    }
-    result = shell(f"echo {json.dumps(json.dumps(body))} | {command}", sock, home)
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)["hookSpecificOutput"]
-    assert out["permissionDecision"] == "ask"
-    assert "backend-engineer.md:21" in out["permissionDecisionReason"]
-
-
 def test_every_shell_example_runs(daemon: tuple[Path, Path]) -> None:
     sock, home = daemon
     outputs = []
@@ -79,6 +60,27 @@ def test_every_shell_example_runs(daemon: tuple[Path, Path]) -> None:
     joined = "\n".join(outputs)
     by_hand = next(o for o in outputs if "hookSpecificOutput" in o)
     assert json.loads(by_hand)["hookSpecificOutput"]["permissionDecision"] == "deny"
+
+    # The Claude Code hook the installer wrote, run the way Claude Code runs it.
+    settings = json.loads((home / ".claude" / "settings.json").read_text())
+    (group,) = settings["hooks"]["PreToolUse"]
+    assert group["matcher"] == "Bash|Edit|MultiEdit|Write|NotebookEdit"
+    (entry,) = group["hooks"]
+    body = {
+        "hook_event_name": "PreToolUse",
+        "cwd": str(REPO),
+        "tool_name": "Bash",
+        "tool_input": {"command": "npm test && git status"},
+    }
+    result = shell(f"echo {json.dumps(json.dumps(body))} | {entry['command']}", sock, home)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)["hookSpecificOutput"]
+    assert out["permissionDecision"] == "allow"
+    assert "gatekeeper (backend-engineer)" in out["permissionDecisionReason"]
+    # Codex's hook and its trust entry.
+    codex = json.loads((home / ".codex" / "hooks.json").read_text())
+    assert "gatekeeper.hooks codex" in codex["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+    assert "[hooks.state." in (home / ".codex" / "config.toml").read_text()
     assert "hello from a harness" in joined
     plugin = home / ".config" / "opencode" / "plugin" / "gatekeeper.js"
     assert (

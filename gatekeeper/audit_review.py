@@ -126,6 +126,7 @@ class Filter:
     agent: str | None = None
     decision: str | None = None  # allow | ask | deny | once | always | reject | timeout
     grep: str | None = None
+    session: str | None = None  # the harness's session id (the request's context)
 
     def keeps(self, row: Row) -> bool:
         when = record_time(row.decision)
@@ -137,6 +138,10 @@ class Filter:
             return False
         if self.decision is not None and self.decision not in (row.policy_decision, row.answer):
             return False
+        if self.session is not None:
+            ctx = row.decision.get("context")
+            if not isinstance(ctx, dict) or ctx.get("session") != self.session:
+                return False
         return self.grep is None or self.grep in row.text()
 
 

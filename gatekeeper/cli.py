@@ -190,6 +190,12 @@ def _parser() -> argparse.ArgumentParser:
     filters.add_argument(
         "--grep", metavar="TEXT", default=quiet, help="text in the command, path or reason"
     )
+    filters.add_argument(
+        "--session",
+        metavar="ID",
+        default=quiet,
+        help="one harness session (Claude Code's, Codex's or opencode's session id)",
+    )
     audit = sub.add_parser(
         "audit",
         parents=[log_opt, filters],

@@ -593,3 +593,25 @@ def test_replay_under_the_same_policy_changes_nothing(recorder: Recorder, tmp_pa
     recorder.run("rm -rf build")
     recorder.check_path("src/app.py")
     assert replay(all_rows(recorder.path), load_policy_file(tmp_path / "dev.md"), HOME) == []
+
+
+def test_a_harness_session_can_be_followed(recorder: Recorder) -> None:
+    policy = recorder.policies["dev"]
+    for session, command in (("s-1", "ls"), ("s-2", "pwd"), ("s-1", "git status")):
+        recorder._write(
+            {
+                "kind": "decision",
+                "op": "check",
+                "agent": "dev",
+                "cwd": PROJECT,
+                "decided_by": "policy",
+                "command": command,
+                "context": {"harness": "claude-code", "session": session, "call": "toolu_1"},
+            },
+            f"c{command}",
+            None,
+            encode(decide_command(policy, command, PROJECT, HOME).to_json())[:-1],
+        )
+    recorder.check_path("a.txt")  # no context at all
+    kept = [r for r in all_rows(recorder.path) if Filter(session="s-1").keeps(r)]
+    assert [r.decision["command"] for r in kept] == ["ls", "git status"]

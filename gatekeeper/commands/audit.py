@@ -55,7 +55,12 @@ def _until(text: str) -> datetime:
 
 
 def make_filter(
-    since: str | None, until: str | None, agent: str | None, decision: str | None, grep: str | None
+    since: str | None,
+    until: str | None,
+    agent: str | None,
+    decision: str | None,
+    grep: str | None,
+    session: str | None = None,
 ) -> Filter:
     return Filter(
         since=parse_when(since) if since else None,
@@ -63,6 +68,7 @@ def make_filter(
         agent=agent,
         decision=decision,
         grep=grep,
+        session=session,
     )
 
 
@@ -397,6 +403,7 @@ def main_audit(args: Any) -> int:
             getattr(args, "agent", None),
             getattr(args, "decision", None),
             getattr(args, "grep", None),
+            getattr(args, "session", None),
         )
         sub = args.audit_command
         if sub is None:

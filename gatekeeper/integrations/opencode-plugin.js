@@ -1,7 +1,7 @@
 // gatekeeper plugin for opencode: every bash command and every file edit is decided by the
 // gatekeeper daemon before opencode runs it.
 //
-// Install:  gatekeeper hook opencode-plugin > ~/.config/opencode/plugin/gatekeeper.js
+// Install:  gatekeeper hook install opencode   (or: gatekeeper hook opencode-plugin > FILE)
 //
 // allow → opencode goes on (its own permission rules still apply);
 // ask   → the daemon waits for a human in `gatekeeper approve`, then allows or blocks;
@@ -38,6 +38,12 @@ const PATCH_HEADERS = [
   ["*** Move to:", "write"],
 ]
 const CONTEXT_VALUE_MAX = 1000 // the daemon takes up to 1,024 characters a value
+// A daemon that accepts and never answers must not hang the tool call for ever: the first
+// reply (a decision, or "waiting" for a human) comes within ANSWER_MS (20 s, or
+// $GATEKEEPER_ANSWER_TIMEOUT seconds); after "waiting", the human's answer within the daemon's
+// own approval timeout plus GRACE_MS. Past either: blocked.
+const ANSWER_MS = (Number(process.env.GATEKEEPER_ANSWER_TIMEOUT) || 20) * 1000
+const GRACE_MS = 30000
 
 class Blocked extends Error {}
 
@@ -54,13 +60,23 @@ function call(socket, body) {
     const conn = net.createConnection(socket)
     let buffer = ""
     let done = false
+    let timer = null
     const finish = (fn, value) => {
       if (!done) {
         done = true
+        clearTimeout(timer)
         conn.destroy()
         fn(value)
       }
     }
+    const deadline = (ms) => {
+      clearTimeout(timer)
+      timer = setTimeout(
+        () => finish(reject, new Error(`the daemon did not answer within ${ms / 1000} s`)),
+        ms,
+      )
+    }
+    deadline(ANSWER_MS)
     conn.setEncoding("utf8")
     conn.on("connect", () => conn.write(JSON.stringify({ v: 1, id: 1, ...body }) + "\n"))
     conn.on("data", (chunk) => {
@@ -81,7 +97,12 @@ function call(socket, body) {
           return
         }
         if (message.id === null && message.error) return finish(resolve, message)
-        if (message.id !== 1 || message.event === "waiting") continue
+        if (message.id === 1 && message.event === "waiting") {
+          const seconds = Number(message.timeout_s)
+          deadline((Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : ANSWER_MS) + GRACE_MS)
+          continue
+        }
+        if (message.id !== 1) continue
         return finish(resolve, message)
       }
     })
@@ -98,7 +119,7 @@ function short(value) {
 // opencode's parser does (a header is a line that starts with the marker; the path is the rest
 // of the line, trimmed), but looks at every line, so it can only find more files than opencode
 // touches, never fewer.
-export function patchTargets(text) {
+function patchTargets(text) {
   const targets = []
   for (const line of text.split("\n")) {
     for (const [marker, permission] of PATCH_HEADERS) {

@@ -102,6 +102,8 @@ def decide_part(policy: Policy, part: Part, session: Session | None = None) -> P
     Session rules (a human's "always") turn an ``ask`` into ``allow``; they never override a
     ``deny`` or a floor (what gatekeeper cannot read is asked about every time).
     """
+    if part.permission == "directory":  # a line that only changes directory inside the root
+        return PartDecision("directory", part.subject, "allow", None, part.note)
     action, rule = policy.lookup(part.permission, part.subject)
     for variant in part.variants:
         v_action, v_rule = policy.lookup(part.permission, variant)
@@ -252,6 +254,7 @@ def decide_analysis(
         if (
             p.variants
             or p.written
+            or p.permission == "directory"
             or session is not None
             or p.floor != "allow"
             or (p.permission == "bash" and "/" in p.subject.partition(" ")[0])

@@ -465,7 +465,17 @@ def test_cd_is_not_a_bash_part() -> None:
     assert commands("cd sub && ls") == ["ls"]
     assert not never_allowed("cd sub && ls")
     assert external("cd sub && ls") == []
-    assert never_allowed("cd sub")  # runs nothing: never an allow by vacuous truth
+    # A line that only changes directory runs nothing a bash rule decides (as in opencode):
+    # one `directory` part, which the engine allows; never an allow by vacuous truth.
+    assert analyse("cd sub && cd ../x", ROOT).parts == (
+        Part("directory", f"{ROOT}/sub {ROOT}/x", "allow", "only changes directory"),
+    )
+    assert [p.permission for p in analyse("cd /tmp", ROOT).parts] == [
+        "external_directory",
+        "directory",
+    ]
+    for command in ("cd -", "cd $X", "# nothing"):
+        assert never_allowed(command), command
 
 
 @pytest.mark.parametrize(

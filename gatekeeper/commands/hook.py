@@ -104,8 +104,14 @@ def hook_command(
     harness: str, *, agent: str | None, socket_path: str | None, wait: bool, deadline: int
 ) -> str:
     """The shell line a harness runs: this interpreter, by absolute path, and a fallback
-    that blocks (exit 2, the reason on stderr) when the hook cannot run or crashes."""
-    argv = [sys.executable, "-m", MARK, harness, "--deadline", str(deadline)]
+    that blocks (exit 2, the reason on stderr) when the hook cannot run or crashes.
+
+    The harness runs it in the project, which the agent can write to: ``-P`` keeps the
+    current directory off ``sys.path`` (else a ``gatekeeper/hooks.py`` the agent wrote there
+    would be the hook), ``-E`` ignores ``PYTHON*`` variables, and in a virtual environment
+    ``-s`` leaves out the user's site-packages as well."""
+    flags = ["-P", "-E"] + (["-s"] if sys.prefix != sys.base_prefix else [])
+    argv = [sys.executable, *flags, "-m", MARK, harness, "--deadline", str(deadline)]
     if agent:
         argv += ["--agent", agent]
     if socket_path:
@@ -149,10 +155,10 @@ def install_claude(path: Path, *, agent: str | None, socket_path: str | None, wa
     command = hook_command(
         "claude-code", agent=agent, socket_path=socket_path, wait=wait, deadline=deadline
     )
-    entry = {
-        "matcher": CLAUDE_MATCHER,
-        "hooks": [{"type": "command", "command": command, "timeout": timeout}],
-    }
+    # onFailure "block": a hook Claude Code had to kill at its timeout, or that exited with
+    # an error, blocks the call (the `|| exit 2` fallback covers versions without it).
+    hook = {"type": "command", "command": command, "timeout": timeout, "onFailure": "block"}
+    entry = {"matcher": CLAUDE_MATCHER, "hooks": [hook]}
     kept = [g for g in groups if not _ours(g)]
     all_hooks["PreToolUse"] = [*kept, entry]
     _write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

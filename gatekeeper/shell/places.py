@@ -46,6 +46,7 @@ class Places:
         self.parts: list[Part] = []
         self.exhausted = False  # a limit was hit: said once
         self.file_fds: set[str] = set()  # descriptors the line points at files (3<f …)
+        self.moved: list[str] = []  # directories a cd went to (for a line that only does that)
 
     def emit(self, part: Part) -> None:
         if part.permission == "external_directory" and part.subject.startswith("/"):
@@ -109,6 +110,7 @@ class Places:
         for p in paths:
             if not self.inside_root(p):
                 self.emit(Part("external_directory", p))
+        self.moved.extend(paths)
         new = frozenset(paths)
         return new, union(cwds, new)
 

@@ -153,7 +153,7 @@ class Walker(Expansions):
                 if problem is not None:
                     self.unsure(text[:200], problem)
             self.file_fds |= file_descriptors(root)
-            before = len(self.parts)
+            before, moved = len(self.parts), len(self.moved)
             _ok, after = self.stmt(root, cwds, depth)
             new = self.parts[before:]
             if (
@@ -161,8 +161,15 @@ class Walker(Expansions):
                 and not any(p.permission == "bash" for p in new)
                 and not any(p.floor != "allow" for p in new)
             ):
-                # Nothing that runs: still never an allow by vacuous truth.
-                self.emit(Part("bash", text.strip(), "ask", "no command to check"))
+                if len(self.moved) > moved:
+                    # Only `cd`: nothing a bash rule decides runs (cd is not matched against
+                    # bash rules, as in opencode); a directory outside the project is an
+                    # external_directory part of its own. A harness's next call starts there.
+                    where = " ".join(dict.fromkeys(self.moved[moved:]))
+                    self.emit(Part("directory", where, "allow", "only changes directory"))
+                else:
+                    # Nothing that runs: still never an allow by vacuous truth.
+                    self.emit(Part("bash", text.strip(), "ask", "no command to check"))
         finally:
             if own_reading:
                 self.sources.append(Source(text, Reading(tuple(self._records))))

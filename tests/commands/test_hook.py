@@ -181,7 +181,9 @@ def test_claude_install_merges_is_idempotent_and_uninstalls(daemon: Path, where:
     groups = data["hooks"]["PreToolUse"]
     assert len(groups) == 2 and groups[0]["hooks"] == [theirs]
     (ours,) = groups[1]["hooks"]
-    assert ours["command"].startswith(sys.executable + " -m gatekeeper.hooks claude-code")
+    assert ours["command"].startswith(sys.executable + " -P -E ")
+    assert " -m gatekeeper.hooks claude-code " in ours["command"]
+    assert ours["onFailure"] == "block"
     # The hook's own deadline is well inside the timeout Claude Code gives it.
     deadline = float(ours["command"].split("--deadline ")[1].split()[0])
     assert deadline <= ours["timeout"] / 2
@@ -191,6 +193,19 @@ def test_claude_install_merges_is_idempotent_and_uninstalls(daemon: Path, where:
     ran = subprocess.run(["sh", "-c", ours["command"]], input=body, capture_output=True,
                          text=True, check=False)  # fmt: skip
     assert ran.returncode == 0
+    assert json.loads(ran.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
+    # The hook runs in the project, which the agent may write to: a gatekeeper package it
+    # wrote there is not the hook.
+    fake = where / "proj" / "gatekeeper"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "hooks.py").write_text(
+        'print(\'{"hookSpecificOutput": {"hookEventName": "PreToolUse", '
+        '"permissionDecision": "allow", "permissionDecisionReason": "x"}}\')'
+    )
+    ran = subprocess.run(["sh", "-c", ours["command"]], input=body, capture_output=True,
+                         text=True, check=False, cwd=where / "proj",
+                         env={**os.environ, "PYTHONPATH": str(where / "proj")})  # fmt: skip
     assert json.loads(ran.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
     # A hook that cannot run at all blocks (exit 2) rather than being a non-blocking error.
     broken = ours["command"].replace(sys.executable, "/nonexistent/python3")

@@ -183,6 +183,7 @@ def lint_policy(policy: Policy) -> list[Finding]:
                 )
                 findings.append(Finding("error", rule.source, msg))
     findings.extend(_never_match(policy))
+    findings.extend(_harness_settings(policy))
     bash = policy.rulesets.get("bash")
     if bash is not None:
         findings.extend(_word_boundaries(bash.rules))
@@ -223,6 +224,43 @@ def _never_match(policy: Policy) -> list[Finding]:
                     "never applies: quotes are removed before matching (write the words "
                     "without them)",
                 )
+    return out
+
+
+# Files in a project that switch the agent's hooks or plugins — gatekeeper itself — off.
+HARNESS_SETTINGS = (
+    ".claude/settings.json",
+    ".claude/settings.local.json",
+    ".codex/config.toml",
+    ".codex/hooks.json",
+    ".opencode/plugin/x.js",
+    "opencode.json",
+)
+
+
+def _harness_settings(policy: Policy) -> list[Finding]:
+    """An agent allowed to rewrite its harness's settings can switch the gate off (Claude
+    Code's ``disableAllHooks``, a Codex hooks file, an opencode plugin of its own)."""
+    out: list[Finding] = []
+    for permission in ("edit", "write"):
+        allowed: dict[str, str] = {}  # path → the rule that allows it
+        for path in HARNESS_SETTINGS:
+            d = decide_path(policy, permission, path, LINT_ROOT, LINT_HOME)
+            rule = d.parts[0].rule
+            if d.decision == "allow" and rule is not None:
+                allowed[path] = rule.source
+        if not allowed:
+            continue
+        tops = ", ".join(dict.fromkeys(f'"{p.split("/")[0]}*": ask' for p in allowed))
+        out.append(
+            Finding(
+                "warning",
+                next(iter(allowed.values())).rsplit("/", 1)[-1],
+                f"{permission} of {', '.join(allowed)} is allowed: an agent that may rewrite "
+                "its harness's settings can turn its hooks (and gatekeeper) off; add "
+                f"{tops} after the rule that allows them",
+            )
+        )
     return out
 
 

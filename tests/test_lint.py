@@ -115,3 +115,20 @@ def test_rules_that_can_never_match_are_named(write_agent: WriteAgent) -> None:
         if "never" in f.message or "only a command spelled" in f.message
     }
     assert never == {"git  push *", "echo 'hi'", "./src/*", "src/a/../b", "~/notes/*", "tmp/*"}
+
+
+def test_an_agent_allowed_to_rewrite_its_harness_settings_is_warned_about(
+    write_agent: WriteAgent,
+) -> None:
+    loose = load_policy_file(write_agent('permission:\n  edit:\n    "*": allow\n'))
+    found = [f.message for f in lint_policy(loose) if "harness's settings" in f.message]
+    assert [m.split()[0] for m in found] == ["edit", "write"]  # write falls back to edit
+    assert ".claude/settings.json" in found[0] and "opencode.json" in found[0]
+    guarded = load_policy_file(
+        write_agent(
+            'permission:\n  edit:\n    "*": allow\n    ".claude*": ask\n    ".codex*": ask\n'
+            '    ".opencode*": ask\n    "opencode.json*": ask\n',
+            name="guarded",
+        )
+    )
+    assert not [f for f in lint_policy(guarded) if "harness's settings" in f.message]

@@ -9,8 +9,8 @@ payload (a Bash call the policy allows, already decided once so the daemon answe
 cache):
 
 * **bare**: ``python -c pass`` with the same interpreter — the floor any Python hook pays;
-* **hook**: ``python -m gatekeeper.hooks claude-code`` against a running daemon (what
-  ``gatekeeper hook install`` writes);
+* **hook**: ``python -P -E -s -m gatekeeper.hooks claude-code`` against a running daemon
+  (what ``gatekeeper hook install`` writes);
 * **hook via the CLI**: ``python -m gatekeeper hook claude-code`` (argparse and the CLI's
   imports on top);
 * **cc-safety-net**: ``cc-safety-net hook --claude-code``, a Node hook from npm (the pinned
@@ -36,6 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from gatekeeper.commands.hook import hook_argv  # noqa: E402
 from tests.daemon_util import make_policy_dir, subprocess_daemon  # noqa: E402
 
 SAFETY_NET = REPO / "tests" / "e2e" / "clis" / "node_modules" / ".bin" / "cc-safety-net"
@@ -78,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     data = payload(str(tmp))
     variants: dict[str, list[str]] = {
         "bare": [sys.executable, "-c", "pass"],
-        "hook": [sys.executable, "-m", "gatekeeper.hooks", "claude-code", "--socket", str(sock)],
+        # exactly what `gatekeeper hook install claude-code` writes (without its fallback)
+        "hook": hook_argv(
+            "claude-code", agent=None, socket_path=str(sock), wait=False, deadline=20
+        ),
         "hook via the CLI": [
             sys.executable,
             "-m",

@@ -100,6 +100,21 @@ def _write(path: Path, text: str) -> None:
         raise
 
 
+def hook_argv(
+    harness: str, *, agent: str | None, socket_path: str | None, wait: bool, deadline: int
+) -> list[str]:
+    """The hook's command line (see :func:`hook_command` for the flags)."""
+    flags = ["-P", "-E"] + (["-s"] if sys.prefix != sys.base_prefix else [])
+    argv = [sys.executable, *flags, "-m", MARK, harness, "--deadline", str(deadline)]
+    if agent:
+        argv += ["--agent", agent]
+    if socket_path:
+        argv += ["--socket", str(Path(socket_path).absolute())]
+    if wait:
+        argv.append("--wait")
+    return argv
+
+
 def hook_command(
     harness: str, *, agent: str | None, socket_path: str | None, wait: bool, deadline: int
 ) -> str:
@@ -110,14 +125,9 @@ def hook_command(
     current directory off ``sys.path`` (else a ``gatekeeper/hooks.py`` the agent wrote there
     would be the hook), ``-E`` ignores ``PYTHON*`` variables, and in a virtual environment
     ``-s`` leaves out the user's site-packages as well."""
-    flags = ["-P", "-E"] + (["-s"] if sys.prefix != sys.base_prefix else [])
-    argv = [sys.executable, *flags, "-m", MARK, harness, "--deadline", str(deadline)]
-    if agent:
-        argv += ["--agent", agent]
-    if socket_path:
-        argv += ["--socket", str(Path(socket_path).absolute())]
-    if wait:
-        argv.append("--wait")
+    argv = hook_argv(
+        harness, agent=agent, socket_path=socket_path, wait=wait, deadline=deadline
+    )
     return (
         " ".join(shlex.quote(a) for a in argv)
         + " || { echo 'gatekeeper: the hook could not run; blocking' >&2; exit 2; }"

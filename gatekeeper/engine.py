@@ -16,7 +16,7 @@ from gatekeeper.errors import BadInput
 from gatekeeper.patterns import literal_prefix, pattern_regex
 from gatekeeper.policy import STRICTNESS, Action, Policy, Rule, RuleSet
 from gatekeeper.shell import Analysis, Part, analyse, check_input
-from gatekeeper.shell.places import external_as_opencode
+from gatekeeper.shell.places import external_as_opencode, normpath
 
 _CACHEABLE = 4096  # commands up to this length keep their analysis in an LRU cache
 
@@ -350,8 +350,8 @@ def path_parts(
         raise BadInput("path is empty")
     if path.startswith("~") and home is not None and (path == "~" or path.startswith("~/")):
         path = home + path[1:]
-    full = posixpath.normpath(posixpath.join(cwd, path))
-    root = posixpath.normpath(root or cwd)
+    full = normpath(posixpath.join(cwd, path))
+    root = normpath(root or cwd)
     inside = full == root or full.startswith(root.rstrip("/") + "/")
     if inside:
         return (Part(permission, posixpath.relpath(full, root), variants=(full,)),)

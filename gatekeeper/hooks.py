@@ -135,20 +135,47 @@ def verdict(reply: dict[str, Any]) -> tuple[str, str]:
 # apply_patch
 
 
+PATCH_FILES = (
+    ("*** Add File:", "write"),
+    ("*** Update File:", "edit"),
+    ("*** Delete File:", "edit"),
+    ("*** Move to:", "write"),
+)
+PATCH_FRAMES = ("*** Begin Patch", "*** End Patch", "*** End of File")
+
+
 def patch_paths(text: str) -> list[tuple[str, str]]:
     """(permission, path) for every file an ``apply_patch`` text touches: an added file and a
-    move's destination are writes, an updated or deleted file an edit."""
+    move's destination are writes, an updated or deleted file an edit. HookError for a patch
+    that could be read otherwise.
+
+    Read as loosely as Codex's parser could read it, so that it finds every file Codex may
+    touch: lines split at ``\n`` only (a trailing ``\r`` dropped), a header recognised after
+    any leading or trailing blanks (Codex trims them). A line that looks like a header but is
+    none, and a path with control characters, make the whole patch undecidable."""
     found: list[tuple[str, str]] = []
-    for line in text.splitlines():
-        for marker, permission in (
-            ("*** Add File:", "write"),
-            ("*** Update File:", "edit"),
-            ("*** Delete File:", "edit"),
-            ("*** Move to:", "write"),
-        ):
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if not line.startswith("***"):
+            continue
+        for marker, permission in PATCH_FILES:
             if line.startswith(marker):
-                found.append((permission, line[len(marker) :].strip()))
+                path = line[len(marker) :].strip()
+                if not path or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in path):
+                    raise HookError(f"a patch header gatekeeper cannot read: {line[:120]!r}")
+                found.append((permission, path))
+                break
+        else:
+            if line not in PATCH_FRAMES:
+                raise HookError(f"a patch line gatekeeper cannot read: {line[:120]!r}")
     return found
+
+
+def _patch_checks(text: str) -> list[dict[str, Any]]:
+    paths = patch_paths(text)
+    if not paths:
+        raise HookError("an apply_patch call that names no file")
+    return [{"path": p, "permission": perm} for perm, p in paths]
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,7 +193,16 @@ def requests_for(harness: str, payload: dict[str, Any]) -> list[dict[str, Any]] 
         command = tool_input.get("command")
         if not isinstance(command, str):
             raise HookError("a Bash call without a command")
-        return [{"command": command}]
+        checks: list[dict[str, Any]] = [{"command": command}]
+        if (
+            harness == "codex"
+            and "*** Begin Patch" in command
+            and ("apply_patch" in command or "applypatch" in command)
+        ):
+            # Codex applies `apply_patch <<'EOF' …` (also inside `bash -lc`) itself,
+            # in-process: the files of the patch are edits and writes like apply_patch's.
+            checks += _patch_checks(command)
+        return checks
     files = CLAUDE_FILE_TOOLS if harness == "claude-code" else CODEX_FILE_TOOLS
     if tool in files:
         path = tool_input.get("file_path") or tool_input.get("notebook_path")
@@ -177,10 +213,7 @@ def requests_for(harness: str, payload: dict[str, Any]) -> list[dict[str, Any]] 
         text = tool_input.get("command") or tool_input.get("patch") or tool_input.get("input")
         if not isinstance(text, str):
             raise HookError("an apply_patch call without a patch")
-        paths = patch_paths(text)
-        if not paths:
-            raise HookError("an apply_patch call that names no file")
-        return [{"path": p, "permission": perm} for perm, p in paths]
+        return _patch_checks(text)
     return None
 
 
@@ -208,9 +241,12 @@ def where(harness: str, payload: dict[str, Any]) -> tuple[str, str]:
     if harness == "claude-code":
         root = os.environ.get("CLAUDE_PROJECT_DIR")
     elif harness == "codex":
-        root = codex_root(payload)
+        # Codex starts its hooks in the session's directory, whatever workdir the command
+        # names (which the payload's cwd follows): that is the fallback when the session
+        # keeps no record (codex exec --ephemeral).
+        root = codex_root(payload) or os.getcwd()
     if not root or not root.startswith("/"):
-        root = os.environ.get("GATEKEEPER_ROOT") or cwd
+        root = cwd
     return cwd, root
 
 

@@ -712,3 +712,19 @@ def test_external_directory_rules_written_as_opencode_forms_them() -> None:
         assert decide_command(pol, command, ROOT).decision == "deny", command
     assert decide_path(pol, "edit", "/some/dir", ROOT).decision == "deny"
     assert decide_command(pol, "cd /some/other", ROOT).decision == "ask"
+
+
+def test_a_leading_double_slash_is_the_root_directory() -> None:
+    """Linux reads //etc as /etc (POSIX lets two leading slashes mean something else, so
+    normpath keeps them): rules must see the same path."""
+    pol = parse_policy(
+        "---\npermission:\n  bash: allow\n"
+        '  write:\n    "*": allow\n    "locked/*": deny\n'
+        '  external_directory:\n    "*": allow\n    "/etc/*": deny\n---\n',
+        "slashes.md",
+    )
+    assert decide_path(pol, "write", "//proj/locked/x", ROOT).decision == "deny"
+    assert decide_path(pol, "write", "//etc/passwd", ROOT).decision == "deny"
+    for command in ("echo x > //proj/locked/x", "cd //proj/locked && echo x > y", "cp a //etc/x"):
+        assert decide_command(pol, command, ROOT).decision == "deny", command
+    assert decide_command(pol, "echo x > y", "//proj/locked", root=ROOT).decision == "deny"

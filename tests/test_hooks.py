@@ -66,8 +66,11 @@ def hook(
     body: dict[str, Any] | bytes,
     *args: str,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> dict[str, Any] | None:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    if cwd is None and isinstance(body, dict) and Path(str(body.get("cwd"))).is_dir():
+        cwd = Path(body["cwd"])  # harnesses start hooks in the session's directory
     clean = {k: v for k, v in os.environ.items() if k != "CLAUDE_PROJECT_DIR"}
     proc = subprocess.run(
         [sys.executable, "-m", "gatekeeper.hooks", harness, "--socket", str(sock), *args],
@@ -76,6 +79,7 @@ def hook(
         timeout=60,
         check=False,
         env={**clean, **(env or {})},
+        cwd=cwd,
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.decode().strip()
@@ -127,6 +131,13 @@ def test_codex_ask_says_how_to_get_a_person(daemon: Path, where: Path) -> None:
         ),
         ("*** Begin Patch\n*** Delete File: locked/c.txt\n*** End Patch\n", "deny"),
         ("*** Begin Patch\n*** End Patch\n", "deny"),  # names no file: cannot be decided
+        # Codex trims a header's blanks and splits at \n only: a header hidden behind blanks
+        # or after another line separator is still a file the patch touches.
+        ("*** Begin Patch\n*** Add File: ok.txt\n+a\n *** Add File: locked/e\n+b\n", "deny"),
+        ("*** Begin Patch\n*** Add File: ok.txt\n+a\n\t*** Add File: locked/e\n", "deny"),
+        ("*** Begin Patch\r\n*** Add File: locked/e\r\n+b\r\n*** End Patch\r\n", "deny"),
+        ("*** Begin Patch\n*** Add File: ok\x1c/../locked/e\n+b\n*** End Patch\n", "deny"),
+        ("*** Begin Patch\n*** Add File: ok.txt\n*** Frobnicate File: x\n", "deny"),
     ],
 )
 def test_codex_apply_patch_is_decided_path_by_path(
@@ -152,8 +163,19 @@ def test_codex_takes_the_root_from_its_session_record(daemon: Path, where: Path)
         "Bash", {"command": "echo x > x.log"}, where / "sub", transcript_path=str(transcript)
     )
     assert said(hook("codex", daemon, body))[0] == "deny"  # sub/x.log, relative to the root
-    body["transcript_path"] = None  # no record (codex exec --ephemeral): the cwd is the root
-    assert hook("codex", daemon, body) is None
+    # No record (codex exec --ephemeral): the root is where Codex starts its hooks, the
+    # session's directory — not the payload's cwd, which follows the command's workdir.
+    body["transcript_path"] = None
+    assert said(hook("codex", daemon, body, cwd=where))[0] == "deny"
+
+
+def test_codex_apply_patch_through_the_shell_is_decided_by_its_files(
+    daemon: Path, where: Path
+) -> None:
+    command = (
+        "apply_patch <<'EOF'\n*** Begin Patch\n*** Add File: locked/x\n+hi\n*** End Patch\nEOF"
+    )
+    assert said(hook("codex", daemon, payload("Bash", {"command": command}, where)))[0] == "deny"
 
 
 # -- failures -------------------------------------------------------------------------------

@@ -125,20 +125,39 @@ def hook_command(
     current directory off ``sys.path`` (else a ``gatekeeper/hooks.py`` the agent wrote there
     would be the hook), ``-E`` ignores ``PYTHON*`` variables, and in a virtual environment
     ``-s`` leaves out the user's site-packages as well."""
-    argv = hook_argv(
-        harness, agent=agent, socket_path=socket_path, wait=wait, deadline=deadline
-    )
+    argv = hook_argv(harness, agent=agent, socket_path=socket_path, wait=wait, deadline=deadline)
     return (
         " ".join(shlex.quote(a) for a in argv)
         + " || { echo 'gatekeeper: the hook could not run; blocking' >&2; exit 2; }"
     )
 
 
-def _ours(group: Any) -> bool:
-    return isinstance(group, dict) and any(
-        isinstance(h, dict) and MARK in str(h.get("command", ""))
-        for h in group.get("hooks", []) or []
-    )
+def _is_ours(hook: Any, harness: str) -> bool:
+    """Whether one hook entry is gatekeeper's hook for ``harness`` (another tool's hook that
+    merely mentions gatekeeper is not)."""
+    return isinstance(hook, dict) and f" -m {MARK} {harness} " in str(hook.get("command", ""))
+
+
+def _only_ours(group: Any, harness: str) -> bool:
+    hooks = group.get("hooks") if isinstance(group, dict) else None
+    return isinstance(hooks, list) and bool(hooks) and all(_is_ours(h, harness) for h in hooks)
+
+
+def _without_ours(groups: list[Any], harness: str) -> tuple[list[Any], bool]:
+    """The groups with gatekeeper's hook entries taken out (a group left empty goes too);
+    whether there were any. Other hooks, in groups of their own or beside ours, stay."""
+    out: list[Any] = []
+    found = False
+    for g in groups:
+        hooks = g.get("hooks") if isinstance(g, dict) else None
+        if not isinstance(hooks, list) or not any(_is_ours(h, harness) for h in hooks):
+            out.append(g)
+            continue
+        found = True
+        rest = [h for h in hooks if not _is_ours(h, harness)]
+        if rest:
+            out.append({**g, "hooks": rest})
+    return out, found
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,7 +188,7 @@ def install_claude(path: Path, *, agent: str | None, socket_path: str | None, wa
     # an error, blocks the call (the `|| exit 2` fallback covers versions without it).
     hook = {"type": "command", "command": command, "timeout": timeout, "onFailure": "block"}
     entry = {"matcher": CLAUDE_MATCHER, "hooks": [hook]}
-    kept = [g for g in groups if not _ours(g)]
+    kept, _ = _without_ours(groups, "claude-code")
     all_hooks["PreToolUse"] = [*kept, entry]
     _write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return command
@@ -177,10 +196,14 @@ def install_claude(path: Path, *, agent: str | None, socket_path: str | None, wa
 
 def uninstall_claude(path: Path) -> bool:
     data = _read_json(path)
-    groups = (data.get("hooks") or {}).get("PreToolUse")
-    if not isinstance(groups, list) or not any(_ours(g) for g in groups):
+    all_hooks = data.get("hooks")
+    groups = all_hooks.get("PreToolUse") if isinstance(all_hooks, dict) else None
+    if not isinstance(groups, list):
         return False
-    data["hooks"]["PreToolUse"] = [g for g in groups if not _ours(g)]
+    kept, found = _without_ours(groups, "claude-code")
+    if not found:
+        return False
+    data["hooks"]["PreToolUse"] = kept
     if not data["hooks"]["PreToolUse"]:
         del data["hooks"]["PreToolUse"]
     if not data["hooks"]:
@@ -194,7 +217,11 @@ def uninstall_claude(path: Path) -> bool:
 
 
 def codex_home(explicit: str | None) -> Path:
-    return Path(explicit or os.environ.get("CODEX_HOME") or Path.home() / ".codex").absolute()
+    """CODEX_HOME as Codex sees it: resolved (Codex canonicalises it, and the trust key holds
+    the path of hooks.json — through a symlink it would not match, and Codex would skip the
+    hook without a word)."""
+    home = Path(explicit or os.environ.get("CODEX_HOME") or Path.home() / ".codex")
+    return home.expanduser().resolve()
 
 
 def codex_trusted_hash(command: str, timeout: int, matcher: str) -> str:
@@ -225,8 +252,9 @@ def install_codex(home: Path, *, agent: str | None, socket_path: str | None, wai
         "matcher": CODEX_MATCHER,
         "hooks": [{"type": "command", "command": command, "timeout": timeout}],
     }
-    # Replace ours where it stands: the trust keys of other groups name their positions.
-    index = next((i for i, g in enumerate(groups) if _ours(g)), len(groups))
+    # Replace ours where it stands: the trust keys of other groups name their positions (a
+    # group that mixes ours with other hooks is left alone: changing it would untrust them).
+    index = next((i for i, g in enumerate(groups) if _only_ours(g, "codex")), len(groups))
     groups[index : index + 1] = [entry]
     config_path = home / "config.toml"
     config = config_path.read_text(encoding="utf-8") if config_path.exists() else ""
@@ -265,7 +293,7 @@ def uninstall_codex(home: Path) -> bool:
     groups = (data.get("hooks") or {}).get("PreToolUse")
     if not isinstance(groups, list):
         return False
-    index = next((i for i, g in enumerate(groups) if _ours(g)), None)
+    index = next((i for i, g in enumerate(groups) if _only_ours(g, "codex")), None)
     if index is None:
         return False
     del groups[index]
@@ -274,9 +302,25 @@ def uninstall_codex(home: Path) -> bool:
     _write(hooks_json, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     config_path = home / "config.toml"
     if config_path.exists():
-        config = config_path.read_text(encoding="utf-8")
-        _write(config_path, _drop_trust_of(config, hooks_json, index))
+        config = _drop_trust_of(config_path.read_text(encoding="utf-8"), hooks_json, index)
+        _write(config_path, _shift_trust(config, hooks_json, index))
     return True
+
+
+def _shift_trust(config: str, hooks_json: Path, removed: int) -> str:
+    """Trust keys of the groups after a removed one, moved up one position with them."""
+    header = re.compile(
+        r'^(\s*\[hooks\.state\."' + re.escape(f"{hooks_json}:pre_tool_use:") + r')(\d+)(:\d+"\].*)$'
+    )
+
+    def shift(line: str) -> str:
+        body = line.rstrip("\n")
+        m = header.match(body)
+        if m is None or int(m.group(2)) <= removed:
+            return line
+        return f"{m.group(1)}{int(m.group(2)) - 1}{m.group(3)}{line[len(body) :]}"
+
+    return "".join(shift(line) for line in config.splitlines(keepends=True))
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,9 +25,8 @@ What the walk finds:
 
 from __future__ import annotations
 
-import posixpath
-
 from gatekeeper.shell.parts import Analysis, Floor, Part, Source
+from gatekeeper.shell.places import normpath
 from gatekeeper.shell.walker import (
     MAX_COMMAND_BYTES,
     MAX_CWDS,
@@ -76,7 +75,7 @@ def analyse(command: str, cwd: str, home: str | None = None, root: str | None = 
     """
     command = check_input(command)
     walker = Walker(root or cwd, home)
-    start = posixpath.normpath(cwd) if cwd else walker.root
+    start = normpath(cwd) if cwd else walker.root
     if not walker.inside_root(start):
         walker.emit(Part("external_directory", start))
     odd = invisible_characters(command)

@@ -31,6 +31,13 @@ Cwds = frozenset[str] | None  # the directories a part may run in; None: unknown
 Flow = tuple[Cwds, Cwds]  # (directories if the statement succeeded, whatever happened)
 
 
+def normpath(path: str) -> str:
+    """``posixpath.normpath``, and a leading ``//`` made ``/`` (POSIX keeps two leading
+    slashes as they are; Linux reads ``//etc`` as ``/etc``, and so must the rules)."""
+    p = posixpath.normpath(path)
+    return "/" + p.lstrip("/") if p.startswith("//") else p
+
+
 def external_as_opencode(path: str) -> str:
     """opencode's subject for a directory outside the project: ``DIR/*`` (a rule written for
     it, ``"/some/dir/*": deny``, then also catches ``cd /some/dir``)."""
@@ -41,7 +48,7 @@ class Places:
     """The parts found so far, and what the project root makes of paths."""
 
     def __init__(self, root: str, home: str | None) -> None:
-        self.root = posixpath.normpath(root) if root else "/"
+        self.root = normpath(root) if root else "/"
         self.home = home
         self.parts: list[Part] = []
         self.exhausted = False  # a limit was hit: said once
@@ -74,10 +81,10 @@ class Places:
         if w.pattern and any(may_match_dotdot(c) for c in text.split("/")):
             return None  # `.*` may match `..` (bash before 5.2, dotglob)
         if text.startswith("/"):
-            return [posixpath.normpath(text)]
+            return [normpath(text)]
         if cwds is None:
             return None
-        return sorted({posixpath.normpath(posixpath.join(c, text)) for c in cwds})
+        return sorted({normpath(posixpath.join(c, text)) for c in cwds})
 
     def inside_root(self, path: str) -> bool:
         return path == self.root or path.startswith(self.root.rstrip("/") + "/")

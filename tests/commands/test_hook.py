@@ -266,3 +266,57 @@ def test_opencode_install_writes_the_plugin(where: Path) -> None:
     assert gk("uninstall", "opencode", "--project", str(where)).returncode == 0
     assert not plugin.exists()
     assert gk("install", "opencode", "--dir", str(where), "--agent", "x").returncode == 2
+
+
+def test_installers_leave_other_tools_hooks_alone(where: Path) -> None:
+    settings = where / "settings.json"
+    net = {"type": "command", "command": "/opt/safety-net/hook.sh"}
+    wrapper = {"type": "command", "command": "/usr/local/bin/audit-gatekeeper.hooks-wrapper"}
+    settings.write_text(
+        json.dumps(
+            {
+                "hooks": {
+                    "PreToolUse": [
+                        {"matcher": "Bash", "hooks": [net]},
+                        {"matcher": "*", "hooks": [wrapper]},
+                    ]
+                }
+            }
+        )
+    )
+    assert gk("install", "claude-code", "--settings", str(settings)).returncode == 0
+    groups = json.loads(settings.read_text())["hooks"]["PreToolUse"]
+    # A hook of ours that someone put beside theirs: ours goes, theirs stays.
+    groups[0]["hooks"].append(groups.pop()["hooks"][0])
+    settings.write_text(json.dumps({"hooks": {"PreToolUse": groups}}))
+    assert gk("uninstall", "claude-code", "--settings", str(settings)).returncode == 0
+    assert json.loads(settings.read_text())["hooks"]["PreToolUse"] == [
+        {"matcher": "Bash", "hooks": [net]},
+        {"matcher": "*", "hooks": [wrapper]},
+    ]
+
+
+def test_codex_uninstall_keeps_the_trust_of_later_hooks(where: Path) -> None:
+    real = where / "real-codex"
+    real.mkdir()
+    link = where / "codex-link"
+    link.symlink_to(real)
+    # Codex canonicalises CODEX_HOME: the trust key must name the real path.
+    assert gk("install", "codex", "--codex-home", str(link)).returncode == 0
+    hooks_json = real / "hooks.json"
+    data = json.loads(hooks_json.read_text())
+    later = {"matcher": "Bash", "hooks": [{"type": "command", "command": "audit-it"}]}
+    data["hooks"]["PreToolUse"].append(later)
+    hooks_json.write_text(json.dumps(data))
+    config = real / "config.toml"
+    config.write_text(
+        config.read_text() + f'\n[hooks.state."{hooks_json}:pre_tool_use:1:0"]\nenabled = true\n'
+        'trusted_hash = "sha256:theirs"\n'
+    )
+    assert f'[hooks.state."{hooks_json}:pre_tool_use:0:0"]' in config.read_text()
+    assert gk("uninstall", "codex", "--codex-home", str(link)).returncode == 0
+    assert json.loads(hooks_json.read_text())["hooks"]["PreToolUse"] == [later]
+    text = config.read_text()
+    assert f'[hooks.state."{hooks_json}:pre_tool_use:0:0"]\nenabled = true\n' in text
+    assert 'trusted_hash = "sha256:theirs"' in text
+    assert ":pre_tool_use:1:0" not in text

@@ -179,8 +179,11 @@ def exec_call(cmd: str, **extra: Any) -> dict[str, Any]:
     return {"call": {"name": "exec_command", "arguments": {"cmd": cmd, "login": False, **extra}}}
 
 
-def run_codex(tmp: Path, sock: Path, script: list[dict[str, Any]]) -> Codex:
-    """Run ``codex exec`` once, with gatekeeper's hook on ``sock``, playing ``script``."""
+def run_codex(
+    tmp: Path, sock: Path, script: list[dict[str, Any]], *, ephemeral: bool = False
+) -> Codex:
+    """Run ``codex exec`` once, with gatekeeper's hook on ``sock``, playing ``script``
+    (``ephemeral``: ``--ephemeral``, a session that keeps no record)."""
     root = tmp / "codex"
     home = root / "home"
     work = root / "work"
@@ -211,6 +214,7 @@ def run_codex(tmp: Path, sock: Path, script: list[dict[str, Any]]) -> Codex:
         'model_providers.fake.base_url="http://127.0.0.1:{port}/v1"',
         "exec",
         "--skip-git-repo-check",
+        *(["--ephemeral"] if ephemeral else []),
         "--json",
         "Do what the script says.",
     ]
@@ -360,4 +364,20 @@ def test_root_does_not_move_with_workdir(tmp_path: Path, sock: Path, daemon: Pat
     not from the payload's cwd, which follows exec_command's workdir."""
     codex = run_codex(tmp_path, sock, [exec_call("probe ok > x.log", workdir="sub")])
     assert not (codex.work / "sub" / "x.log").exists(), codex.explain()
+    assert codex.runs == [], codex.explain()
+
+
+def test_root_does_not_move_with_workdir_in_an_ephemeral_session(
+    tmp_path: Path, sock: Path, daemon: Path
+) -> None:
+    """Without a session record the hook takes its own directory — where Codex starts hooks,
+    the session's — as the root, not the payload's cwd."""
+    codex = run_codex(
+        tmp_path,
+        sock,
+        [exec_call("probe ok > x.log", workdir="sub"), exec_call("probe ok > y", workdir="locked")],
+        ephemeral=True,
+    )
+    assert not (codex.work / "sub" / "x.log").exists(), codex.explain()
+    assert not (codex.work / "locked" / "y").exists(), codex.explain()
     assert codex.runs == [], codex.explain()

@@ -143,6 +143,14 @@ class NaivePolicy:
             v_action, v_rule = self.lookup(part.permission, variant)
             if STRICTNESS[v_action] > STRICTNESS[action]:
                 action, rule = v_action, v_rule
+        for text in part.written:  # the command as written: a rule only it matches
+            w_action, w_rule = self.lookup(part.permission, text)
+            if (
+                STRICTNESS[w_action] > STRICTNESS[action]
+                and w_rule is not None
+                and not pattern_regex(w_rule.pattern).fullmatch(part.subject)
+            ):
+                action, rule = w_action, w_rule
         if STRICTNESS[part.floor] > STRICTNESS[action]:
             action = part.floor
         return PartDecision(part.permission, part.subject, action, rule, part.note)

@@ -92,9 +92,10 @@ def as_written(words: list[Word], subject: str) -> tuple[str, ...]:
     a redirection (``"echo * > out/*": deny``) or an assignment then matches here too. Used
     only as a spelling that can make a decision stricter, never looser."""
     node = words[0].node
-    while node is not None and node.type != "command":
-        node = node.parent
-    if node is None:
+    if node is None or node.parent is None or node.parent.type != "command_name":
+        return ()  # not the line's own command (one a wrapper runs): its text is the wrapper's
+    node = node.parent.parent
+    if node is None or node.type != "command":
         return ()
     if node.parent is not None and node.parent.type == "redirected_statement":
         node = node.parent

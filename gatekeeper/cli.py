@@ -275,14 +275,61 @@ def _parser() -> argparse.ArgumentParser:
         if verb == "install":
             _hook_options(inst)
 
-    pol = sub.add_parser("policy", help="lint or explain agent files")
+    pol = sub.add_parser("policy", help="lint, test or explain agent files")
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
-    lint = pol_sub.add_parser("lint", help="find mistakes and risky rules; run the file's tests")
-    lint.add_argument("files", nargs="+", metavar="FILE")
-    lint.add_argument("--strict", action="store_true", help="warnings fail too")
-    lint.add_argument("--json", action="store_true", help="one JSON object per finding")
-    explain = pol_sub.add_parser("explain", help="show the compiled rules in order")
-    explain.add_argument("file", metavar="FILE")
+    ci = argparse.ArgumentParser(add_help=False)
+    ci.add_argument("files", nargs="+", metavar="FILE")
+    ci.add_argument("--strict", action="store_true", help="warnings fail too")
+    ci.add_argument(
+        "--format",
+        choices=("text", "json", "sarif"),
+        default=None,
+        help="text (default), json (one object per finding) or sarif (SARIF 2.1.0)",
+    )
+    ci.add_argument("--json", action="store_true", help="the same as --format json")
+    status_help = (
+        "Exit status: 0 clean, 1 findings (errors; warnings too with --strict), 2 usage or "
+        "a file that cannot be read."
+    )
+    pol_sub.add_parser(
+        "lint",
+        parents=[ci],
+        help="find mistakes and risky rules; run the file's tests",
+        description="Lint agent files and run their own test cases. " + status_help,
+    )
+    pol_sub.add_parser(
+        "test",
+        parents=[ci],
+        help="run only the files' own test cases (gatekeeper: tests:)",
+        description="Run the files' own test cases. --strict: a file without any fails. "
+        + status_help,
+    )
+    explain = pol_sub.add_parser(
+        "explain",
+        help="show the compiled rules in order; with --agent, opencode's sources merged",
+        description="FILE: the compiled rules of one agent file. --agent NAME: the agent as "
+        "opencode sees it, merged from every source opencode reads (global and project "
+        "opencode.json[c], agent directories), each rule with its file and line; with a "
+        "COMMAND (or --path), which source and line decided each part.",
+    )
+    explain.add_argument("target", nargs="?", metavar="FILE|COMMAND")
+    explain.add_argument("--agent", metavar="NAME", help="an opencode agent: merge its sources")
+    explain.add_argument(
+        "--project", metavar="DIR", help="with --agent: the opencode project (default: .)"
+    )
+    explain.add_argument(
+        "--config-dir",
+        metavar="DIR",
+        help="with --agent: opencode's global config (default: ~/.config/opencode)",
+    )
+    explain.add_argument(
+        "--cwd", metavar="DIR", help="with --agent: where the command runs (default: --project)"
+    )
+    explain.add_argument(
+        "--permission", choices=("edit", "write"), help="with --path: the permission"
+    )
+    explain.add_argument("--path", metavar="PATH", help="with --agent: a file path to decide")
+    explain.add_argument("--json", action="store_true", help="with --agent: one JSON object")
     return parser
 
 
@@ -424,10 +471,33 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "policy":
         from gatekeeper.commands import policy as policy_cmd
 
-        if args.policy_command == "lint":
-            return policy_cmd.lint(files=args.files, strict=args.strict, as_json=args.json)
+        if args.policy_command in ("lint", "test"):
+            if args.json and args.format not in (None, "json"):
+                parser.error(f"policy {args.policy_command}: --json and --format {args.format}")
+            fmt: policy_cmd.Format = args.format or ("json" if args.json else "text")
+            run = policy_cmd.lint if args.policy_command == "lint" else policy_cmd.run_file_tests
+            return run(files=args.files, strict=args.strict, fmt=fmt)
         if args.policy_command == "explain":
-            return policy_cmd.explain(file=args.file)
+            if args.agent is None:
+                if args.target is None:
+                    parser.error("policy explain: give a FILE, or --agent NAME")
+                if args.project or args.config_dir or args.cwd or args.path or args.json:
+                    parser.error("policy explain: --project, --path … go with --agent")
+                return policy_cmd.explain(file=args.target)
+            if args.path is not None and args.target is not None:
+                parser.error("policy explain: give either a COMMAND or --path, not both")
+            if args.permission and args.path is None:
+                parser.error("policy explain: --permission goes with --path")
+            return policy_cmd.explain_agent(
+                agent=args.agent,
+                project=args.project,
+                config_dir=args.config_dir,
+                cwd=args.cwd,
+                command=args.target,
+                path=args.path,
+                permission=args.permission or "edit",
+                as_json=args.json,
+            )
         parser.parse_args(["policy", "--help"])
         return EXIT_USAGE
     parser.print_help()

@@ -32,9 +32,41 @@ class Finding:
     level: Level
     source: str  # "file.md:12"
     message: str
+    kind: str = "loader-warning"  # one of FINDING_KINDS: the SARIF rule id
 
     def __str__(self) -> str:
         return f"{self.source}: {self.level}: {self.message}"
+
+
+# Where helpUri points: the docs, relative to the repository root (the project has no public
+# address yet; a relative reference is a valid SARIF uri-reference).
+DOCS = "docs/"
+# Every kind of finding: (id, short description, where the docs explain it). SARIF's rules.
+FINDING_KINDS: tuple[tuple[str, str, str], ...] = (
+    ("load-error", "The agent file does not load", "policy.md#agent-files"),
+    ("unreadable", "The file cannot be read", "cli.md#gatekeeper-policy-lint-file"),
+    ("loader-warning", "A key gatekeeper does not know or enforce", "policy.md#agent-files"),
+    ("shadowed-rule", "A rule that can never win against a later rule", "policy.md#patterns"),
+    ("redundant-rule", "A rule a later rule with the same action covers", "policy.md#patterns"),
+    (
+        "never-matches",
+        "A rule that no subject gatekeeper forms can match",
+        "policy.md#gatekeeper-and-opencode-on-the-same-file",
+    ),
+    (
+        "harness-settings",
+        "The agent may rewrite its harness's settings",
+        "security.md",
+    ),
+    ("word-boundary", "A command prefix without a word boundary", "policy.md#patterns"),
+    ("risky-allow", "An allow rule that also allows a dangerous command", "policy.md#known-limits"),
+    (
+        "test-failed",
+        "A test case of the file decides otherwise",
+        "policy.md#test-cases-in-the-file",
+    ),
+    ("no-tests", "The file has no test cases", "policy.md#test-cases-in-the-file"),
+)
 
 
 # Known-dangerous commands, each with why it matters. A bash allow rule that lets one of these
@@ -161,12 +193,12 @@ def shadowed(rules: tuple[Rule, ...]) -> list[tuple[Rule, Rule]]:
     return out
 
 
-def lint_policy(policy: Policy) -> list[Finding]:
-    """Every finding for one loaded policy."""
+def lint_policy(policy: Policy, *, tests: bool = True) -> list[Finding]:
+    """Every finding for one loaded policy (its test cases too unless ``tests`` is False)."""
     findings: list[Finding] = []
     for w in policy.warnings:
         where, _, message = w.partition(": ")
-        findings.append(Finding("warning", where.rsplit("/", 1)[-1], message))
+        findings.append(Finding("warning", where.rsplit("/", 1)[-1], message, "loader-warning"))
     for rs in policy.rulesets.values():
         for rule, later in shadowed(rs.rules):
             if rule.action == later.action:
@@ -174,21 +206,22 @@ def lint_policy(policy: Policy) -> list[Finding]:
                     f'"{rule.pattern}": {rule.action} never decides anything: the later rule '
                     f'"{later.pattern}" ({later.source}) matches all it matches; remove it'
                 )
-                findings.append(Finding("warning", rule.source, msg))
+                findings.append(Finding("warning", rule.source, msg, "redundant-rule"))
             else:
                 msg = (
                     f'"{rule.pattern}": {rule.action} can never win: the later rule '
                     f'"{later.pattern}": {later.action} ({later.source}) matches all it matches '
                     "and the last matching rule wins; move it below that rule"
                 )
-                findings.append(Finding("error", rule.source, msg))
+                findings.append(Finding("error", rule.source, msg, "shadowed-rule"))
     findings.extend(_never_match(policy))
     findings.extend(_harness_settings(policy))
     bash = policy.rulesets.get("bash")
     if bash is not None:
         findings.extend(_word_boundaries(bash.rules))
         findings.extend(_risky(policy, bash.rules))
-    findings.extend(_tests(policy))
+    if tests:
+        findings.extend(run_tests(policy))
     return findings
 
 
@@ -201,7 +234,11 @@ def _never_match(policy: Policy) -> list[Finding]:
     out: list[Finding] = []
 
     def say(rule: Rule, why: str) -> None:
-        out.append(Finding("warning", rule.source, f'"{rule.pattern}": {rule.action} {why}'))
+        out.append(
+            Finding(
+                "warning", rule.source, f'"{rule.pattern}": {rule.action} {why}', "never-matches"
+            )
+        )
 
     for permission, rs in policy.rulesets.items():
         for rule in rs.rules:
@@ -259,6 +296,7 @@ def _harness_settings(policy: Policy) -> list[Finding]:
                 f"{permission} of {', '.join(allowed)} is allowed: an agent that may rewrite "
                 "its harness's settings can turn its hooks (and gatekeeper) off; add "
                 f"{tops} after the rule that allows them",
+                "harness-settings",
             )
         )
     return out
@@ -288,6 +326,7 @@ def _word_boundaries(rules: tuple[Rule, ...]) -> list[Finding]:
                 rule.source,
                 f'"{p}" has no word boundary: it also matches other {kind}s ({also}); '
                 f'write "{stem} *" to match only {stem}',
+                "word-boundary",
             )
         )
     return out
@@ -317,12 +356,14 @@ def _risky(policy: Policy, rules: tuple[Rule, ...]) -> list[Finding]:
                 rule.source,
                 f'risky allow: "{rule.pattern}" also allows {shown}{more}; '
                 f"add narrower rules after it, e.g. {fix}",
+                "risky-allow",
             )
         )
     return out
 
 
-def _tests(policy: Policy) -> list[Finding]:
+def run_tests(policy: Policy) -> list[Finding]:
+    """The agent file's own test cases (``gatekeeper: tests:``): a finding for each that fails."""
     out: list[Finding] = []
     for t in policy.tests:
         cwd = t.cwd or LINT_ROOT
@@ -336,6 +377,7 @@ def _tests(policy: Policy) -> list[Finding]:
                     "error",
                     t.source,
                     f"test failed: `{t.subject}` is {d.decision}, expected {t.expect} ({d.reason})",
+                    "test-failed",
                 )
             )
     return out
@@ -360,5 +402,75 @@ def explain_policy(policy: Policy) -> list[str]:
     if "write" not in policy.rulesets and "edit" in policy.rulesets:
         lines.append("  write: no rules of its own: decided by the edit rules")
     if policy.tests:
-        lines.append(f"  {len(policy.tests)} test case(s): run them with `gatekeeper policy lint`")
+        lines.append(f"  {len(policy.tests)} test case(s): run them with `gatekeeper policy test`")
     return lines
+
+
+# --------------------------------------------------------------------------------------------
+# SARIF 2.1.0 (what code-scanning services read)
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+_SARIF_LEVEL = {"error": "error", "warning": "warning"}
+
+
+def split_source(source: str) -> tuple[str, int | None]:
+    """("file.md", 12) from "file.md:12"; ("file.md", None) when it names no line."""
+    head, sep, tail = source.rpartition(":")
+    if sep and tail.isdigit():
+        return head, int(tail)
+    return source, None
+
+
+def sarif_log(
+    findings: list[tuple[str, Finding]], *, version: str, root_uri: str | None = None
+) -> dict[str, object]:
+    """A SARIF 2.1.0 log of ``findings``, each with the URI of its file (relative to the
+    repository root). The line is the finding's own (the rule's line); a finding without one
+    points at the file."""
+    kinds = FINDING_KINDS
+    index = {k[0]: i for i, k in enumerate(kinds)}
+    rules = [
+        {
+            "id": kid,
+            "name": "".join(w.capitalize() for w in kid.split("-")),
+            "shortDescription": {"text": short},
+            "helpUri": DOCS + doc,
+            "defaultConfiguration": {"level": "error" if kid in _ERROR_KINDS else "warning"},
+        }
+        for kid, short, doc in kinds
+    ]
+    results: list[dict[str, object]] = []
+    for uri, f in findings:
+        _, line = split_source(f.source)
+        artifact = {"uri": uri}
+        if root_uri is not None and not uri.startswith("file:"):
+            artifact["uriBaseId"] = "%SRCROOT%"
+        location: dict[str, object] = {"artifactLocation": artifact}
+        if line is not None:
+            location["region"] = {"startLine": max(line, 1)}
+        result: dict[str, object] = {
+            "ruleId": f.kind,
+            "level": _SARIF_LEVEL.get(f.level, "note"),
+            "message": {"text": f.message},
+            "locations": [{"physicalLocation": location}],
+        }
+        if f.kind in index:
+            result["ruleIndex"] = index[f.kind]
+        results.append(result)
+    run: dict[str, object] = {
+        "tool": {
+            "driver": {
+                "name": "gatekeeper",
+                "version": version,
+                "informationUri": DOCS + "cli.md",
+                "rules": rules,
+            }
+        },
+        "results": results,
+    }
+    if root_uri is not None:
+        run["originalUriBaseIds"] = {"%SRCROOT%": {"uri": root_uri}}
+    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
+
+
+_ERROR_KINDS = frozenset({"load-error", "unreadable", "shadowed-rule", "test-failed"})

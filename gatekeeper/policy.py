@@ -134,6 +134,9 @@ class Policy:
     disabled: Mapping[str, Rule]  # permission → the tools.X: false line that denies it
     tests: tuple[PolicyTest, ...] = ()
     warnings: tuple[str, ...] = ()
+    # The keys of `permission:` as written, "*" included, each with whether its value was one
+    # action (True) or a map of patterns: what merging with opencode's other sources needs.
+    permission_keys: tuple[tuple[str, bool], ...] = ()
     # permission → what decides it (a tools.X: false rule, its RuleSet, or None); filled lazily.
     _resolved: dict[str, Rule | RuleSet | None] = field(
         default_factory=dict, compare=False, repr=False
@@ -304,14 +307,18 @@ def _rules(ctx: _Ctx, permission: str, node: yaml.Node) -> tuple[Rule, ...]:
 _PERMISSION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-def _permissions(ctx: _Ctx, node: yaml.Node) -> tuple[dict[str, RuleSet], RuleSet | None]:
+def _permissions(
+    ctx: _Ctx, node: yaml.Node
+) -> tuple[dict[str, RuleSet], RuleSet | None, tuple[tuple[str, bool], ...]]:
     if isinstance(node, yaml.ScalarNode):
         rule = Rule("*", _action(ctx, node, "permission"), ctx.source(node), "permission")
-        return {}, RuleSet.build("*", (rule,))
+        return {}, RuleSet.build("*", (rule,)), (("*", True),)
     out: dict[str, RuleSet] = {}
     fallback: RuleSet | None = None
+    keys: list[tuple[str, bool]] = []
     for k, v in _mapping_items(ctx, node, "permission"):
         name = k.value
+        keys.append((name, isinstance(v, yaml.ScalarNode)))
         if name == "*":
             # opencode's newer form: rules for every permission not listed by name.
             fallback = RuleSet.build("*", _rules(ctx, "*", v))
@@ -325,7 +332,7 @@ def _permissions(ctx: _Ctx, node: yaml.Node) -> tuple[dict[str, RuleSet], RuleSe
                 "it is loaded and answered for harnesses that ask about it"
             )
         out[name] = RuleSet.build(name, _rules(ctx, name, v))
-    return out, fallback
+    return out, fallback, tuple(keys)
 
 
 def _tools(ctx: _Ctx, node: yaml.Node) -> dict[str, Rule]:
@@ -426,11 +433,12 @@ def parse_policy(text: str, path: str, name: str | None = None) -> Policy:
     fallback: RuleSet | None = None
     disabled: dict[str, Rule] = {}
     tests: tuple[PolicyTest, ...] = ()
+    permission_keys: tuple[tuple[str, bool], ...] = ()
     agent_name = name or Path(path).stem
     for k, v in items:
         key = k.value
         if key == "permission":
-            rulesets, fallback = _permissions(ctx, v)
+            rulesets, fallback, permission_keys = _permissions(ctx, v)
         elif key == "tools":
             disabled = _tools(ctx, v)
         elif key == "gatekeeper":
@@ -453,6 +461,7 @@ def parse_policy(text: str, path: str, name: str | None = None) -> Policy:
         disabled=disabled,
         tests=tests,
         warnings=tuple(ctx.warnings),
+        permission_keys=permission_keys,
     )
 
 
@@ -463,7 +472,7 @@ def parse_policy(text: str, path: str, name: str | None = None) -> Policy:
 MAX_POLICY_BYTES = 1 << 20
 
 
-def load_policy_file(path: str | Path) -> Policy:
+def load_policy_file(path: str | Path, name: str | None = None) -> Policy:
     """Read and parse one agent file.
 
     Only a regular file is read: a FIFO or a device named ``*.md`` would block the reader (the
@@ -497,7 +506,7 @@ def load_policy_file(path: str | Path) -> Policy:
         raise PolicyError(
             f"{p}:{line}: not valid UTF-8 (byte {exc.start}): save the file as UTF-8"
         ) from None
-    return parse_policy(text, str(p))
+    return parse_policy(text, str(p), name)
 
 
 def load_policy_dir(directory: str | Path) -> dict[str, Policy]:

@@ -22,16 +22,28 @@ from gatekeeper.errors import GatekeeperError, PolicyError
 from gatekeeper.policy import Policy, Rule, RuleSet, load_policy_dir
 from gatekeeper.policy_edit import add_allow_rule
 from gatekeeper.protocol import ProtocolError
+from gatekeeper.sources import OpencodeSources, load_opencode_policies, watched_files
 
 log = logging.getLogger(__name__)
+
+# opencode's sources the daemon also serves agents from (`opencode_project` /
+# `opencode_sources` in [serve]); set by `gatekeeper serve` before the daemon starts, since the
+# store is built inside the server. None: only the policy directory.
+OPENCODE_SOURCES: OpencodeSources | None = None
 
 
 class PolicyStore:
     """The agents the daemon serves, and the rules humans added while it runs."""
 
-    def __init__(self, policy_dir: Path, default_agent: str | None) -> None:
+    def __init__(
+        self,
+        policy_dir: Path,
+        default_agent: str | None,
+        opencode: OpencodeSources | None = None,
+    ) -> None:
         self.policy_dir = policy_dir
         self.default_agent = default_agent
+        self.opencode = opencode if opencode is not None else OPENCODE_SOURCES
         self.policies: dict[str, Policy] = {}
         self.reload_error: str | None = None
         self.session: dict[str, dict[str, list[Rule]]] = {}
@@ -45,6 +57,14 @@ class PolicyStore:
 
     def _read(self) -> dict[str, Policy]:
         policies = load_policy_dir(self.policy_dir)
+        if self.opencode is not None:
+            for name, policy in load_opencode_policies(self.opencode).items():
+                if name in policies:
+                    raise PolicyError(
+                        f"agent {name!r} is defined both by {policies[name].path} and by "
+                        f"opencode's sources ({policy.path}): rename one"
+                    )
+                policies[name] = policy
         if self.default_agent and self.default_agent not in policies:
             known = ", ".join(sorted(policies))
             raise PolicyError(
@@ -82,6 +102,15 @@ class PolicyStore:
                 with contextlib.suppress(OSError):
                     st = entry.stat()
                     out[entry.name] = (st.st_mtime, st.st_size)
+        if self.opencode is not None:
+            try:
+                files = watched_files(self.opencode)
+            except OSError:
+                return None
+            for f in files:
+                with contextlib.suppress(OSError):
+                    st = f.stat()
+                    out[str(f)] = (st.st_mtime, st.st_size)
         return out
 
     def changed(self) -> bool:

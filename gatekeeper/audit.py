@@ -19,12 +19,13 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -136,6 +137,9 @@ class AuditLog:
         self.last_error: str | None = None  # the last write failure, until a write succeeds
         self.previous = "new"  # how the daemon that wrote the log before stopped
         self.unfinished: list[int] = []  # its decisions with no outcome (after a crash)
+        # Called with each record's line (no newline) once it is written, under the lock, so
+        # in seq order; must not block (gatekeeper.sinks queues it for sending).
+        self.on_record: Callable[[bytes], None] | None = None
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._fd, self._size = self._open(path)
@@ -322,6 +326,11 @@ class AuditLog:
         self.seq = seq
         self.prev = digest
         self.last_error = None
+        if self.on_record is not None:
+            try:
+                self.on_record(body)
+            except Exception:  # the record is written: a sink's failure must not undo that
+                logging.getLogger(__name__).exception("forwarding an audit record failed")
         if self.fsync == "always":
             try:
                 os.fdatasync(self._fd)

@@ -26,11 +26,6 @@ from gatekeeper.sources import OpencodeSources, load_opencode_policies, watched_
 
 log = logging.getLogger(__name__)
 
-# opencode's sources the daemon also serves agents from (`opencode_project` /
-# `opencode_sources` in [serve]); set by `gatekeeper serve` before the daemon starts, since the
-# store is built inside the server. None: only the policy directory.
-OPENCODE_SOURCES: OpencodeSources | None = None
-
 
 class PolicyStore:
     """The agents the daemon serves, and the rules humans added while it runs."""
@@ -43,7 +38,7 @@ class PolicyStore:
     ) -> None:
         self.policy_dir = policy_dir
         self.default_agent = default_agent
-        self.opencode = opencode if opencode is not None else OPENCODE_SOURCES
+        self.opencode = opencode  # opencode's sources served too (None: the directory only)
         self.policies: dict[str, Policy] = {}
         self.reload_error: str | None = None
         self.session: dict[str, dict[str, list[Rule]]] = {}

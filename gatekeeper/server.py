@@ -48,6 +48,8 @@ from gatekeeper.protocol import (
     parse_request,
 )
 from gatekeeper.runs import Requests, RunState
+from gatekeeper.sinks import SinkConfig, Sinks
+from gatekeeper.sources import OpencodeSources
 from gatekeeper.systemd import Notifier, inherited_socket
 
 log = logging.getLogger(__name__)
@@ -72,18 +74,21 @@ class ServeConfig:
     max_connections: int = 1000
     max_buffered: int = 64 << 20
     idle_line_timeout: float = 30.0
+    audit_sinks: tuple[SinkConfig, ...] = ()  # where records go after the local log
+    opencode: OpencodeSources | None = None  # serve opencode's agents, merged from its sources
 
 
 class Daemon:
     def __init__(self, config: ServeConfig, notifier: Notifier | None = None) -> None:
         self.config = config
         self.notifier = notifier or Notifier("")
-        self.store = PolicyStore(config.policy_dir, config.default_agent)
+        self.store = PolicyStore(config.policy_dir, config.default_agent, opencode=config.opencode)
         # Commands are parsed (and allows confirmed) in worker processes: a parser crash
         # costs one "ask", not the daemon, and no parser ever runs on the event loop.
         self.analyser = AnalysisPool()
         self.approvals = Approvals()
         self.audit: AuditLog | None = None
+        self.sinks = Sinks(config.audit_sinks) if config.audit_sinks else None
         self.guardian = Guardian()
         self.requests = Requests(
             self.store,
@@ -155,6 +160,10 @@ class Daemon:
                 max_bytes=self.config.audit_max_bytes,
                 keep=self.config.audit_keep,
             )
+            if self.sinks is not None:
+                # Each record goes to the sinks once it is written (off the request path).
+                self.sinks.start()
+                self.audit.on_record = self.sinks.post
             self.audit.begin(pid=os.getpid(), version=__version__)
             if self.audit.previous == "crashed":
                 log.warning(
@@ -166,6 +175,8 @@ class Daemon:
                     "audit log: %s (requests fail until it can be written)",
                     self.audit.last_error,
                 )
+        elif self.sinks is not None and self.audit is None:
+            log.warning("audit_sinks are configured but the audit log is off: nothing is sent")
         loop = asyncio.get_running_loop()
         sock = self.config.listen_socket or self._bind()
         self._listener = Listener(sock, self._protocol, self.limits)
@@ -268,6 +279,8 @@ class Daemon:
         if self.audit is not None:
             self.audit.end()
             self.audit.close()
+        if self.sinks is not None:
+            await asyncio.to_thread(self.sinks.close, 2.0)  # what is queued, briefly
         await self.analyser.close()
 
     def _remove_socket(self) -> None:
@@ -371,6 +384,7 @@ class Daemon:
                 "policy_dir": str(self.config.policy_dir),
                 "reload_error": self.store.reload_error,
                 "audit_error": audit.last_error if audit is not None else None,
+                "audit_sinks": self.sinks.stats() if self.sinks is not None else [],
             }
         if req.op == "reload":
             error = self.reload()

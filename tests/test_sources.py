@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from gatekeeper.client import Client
 from gatekeeper.engine import decide_command, decide_path
 from gatekeeper.errors import PolicyError
 from gatekeeper.policy import Rule
@@ -20,6 +24,7 @@ from gatekeeper.sources import (
     parse_jsonc,
     permission_from_json,
 )
+from tests.daemon_util import short_dir, wait_for_socket
 
 
 def _perm(text: str, name: str = "opencode.json") -> PermMap:
@@ -156,3 +161,36 @@ def test_store_refuses_a_name_in_both(layout: OpencodeSources, tmp_path: Path) -
     store = PolicyStore(gk, None, opencode=layout)
     with pytest.raises(PolicyError, match="defined both"):
         store.load()
+
+
+def test_the_daemon_serves_opencode_agents_from_its_config(
+    layout: OpencodeSources, tmp_path: Path
+) -> None:
+    """`opencode_project` in [serve]: a real daemon decides with the merged rules."""
+    gk = tmp_path / "gk"
+    gk.mkdir()
+    (gk / "default.md").write_text("---\npermission: ask\n---\n", encoding="utf-8")
+    sock = short_dir() / "s.sock"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[serve]\nopencode_project = "{layout.project}"\n', encoding="utf-8")
+    env = {**os.environ, "HOME": str(layout.home), "XDG_CONFIG_HOME": str(layout.home / ".config")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gatekeeper", "serve", "--socket", str(sock), "--policy-dir",
+         str(gk), "--default-agent", "default", "--no-audit", "--config", str(config)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for_socket(sock, proc)
+        with Client(sock) as c:
+            d = c.check("curl x && git log", cwd=str(layout.project), agent="dev")
+            assert d["decision"] == "allow"
+            assert {p["rule"]["source"] for p in d["parts"]} == {
+                ".opencode/agents/dev.md:4",
+                f"{layout.project.parent / 'opencode.json'}:1",  # type: ignore[union-attr]
+            }
+            assert c.check("rm -rf x", cwd="/tmp", agent="dev")["decision"] == "ask"
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        assert proc.stdout is not None
+        proc.stdout.close()

@@ -13,6 +13,8 @@ from gatekeeper.errors import GatekeeperError
 from gatekeeper.paths import default_audit_log, default_socket
 from gatekeeper.selection import policy_dir
 from gatekeeper.server import ServeConfig, serve
+from gatekeeper.sinks import parse_sinks
+from gatekeeper.sources import OpencodeSources
 
 CONFIG_KEYS = {
     "policy_dir",
@@ -28,7 +30,11 @@ CONFIG_KEYS = {
     "max_connections",
     "max_buffered_bytes",
     "idle_line_timeout",
+    "audit_sinks",
 }
+# opencode's policy sources (gatekeeper.sources): also serve the agents opencode defines.
+OPENCODE_KEYS = {"opencode_project", "opencode_sources"}
+CONFIG_KEYS |= OPENCODE_KEYS
 
 
 def default_config_file() -> Path:
@@ -82,7 +88,12 @@ def run(
     config_file: str | None,
     audit_fsync: str | None = None,
 ) -> int:
-    cfg = read_config(Path(config_file) if config_file else None)
+    config_path = Path(config_file) if config_file else None
+    cfg = read_config(config_path)
+    sinks = parse_sinks(
+        cfg.get("audit_sinks", []),
+        f"{config_path or default_config_file()}: [serve] audit_sinks",
+    )
     audit: Path | None
     if no_audit:
         audit = None
@@ -105,9 +116,22 @@ def run(
         max_connections=int(cfg.get("max_connections", 1000)),
         max_buffered=int(cfg.get("max_buffered_bytes", 64 << 20)),
         idle_line_timeout=float(cfg.get("idle_line_timeout", 30.0)),
+        audit_sinks=sinks,
+        opencode=opencode_sources(cfg),
     )
     logging.getLogger("gatekeeper").setLevel(logging.INFO)
     logging.getLogger("gatekeeper").info(
         "gatekeeper serving policies from %s on %s", config.policy_dir, config.socket_path
     )
     return serve(config)
+
+
+def opencode_sources(cfg: dict[str, Any]) -> OpencodeSources | None:
+    """``opencode_project = "/path"`` (or ``opencode_sources = true``: the global config
+    only) in [serve]: the daemon serves opencode's agents too, merged from every source."""
+    project = cfg.get("opencode_project")
+    if project is None and not cfg.get("opencode_sources", False):
+        return None
+    if project is not None and not isinstance(project, str):
+        raise GatekeeperError("opencode_project must be a directory path")
+    return OpencodeSources.default(project)

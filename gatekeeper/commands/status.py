@@ -28,4 +28,10 @@ def run(*, socket_path: str | None, as_json: bool) -> int:
     )
     if status.get("reload_error"):
         sys.stdout.write(f"  last reload FAILED (old policies in use): {status['reload_error']}\n")
+    for sink in status.get("audit_sinks") or []:
+        state = "ok" if sink.get("ok") else f"FAILING ({sink.get('last_error')})"
+        sys.stdout.write(
+            f"  audit sink {sink.get('sink')}: {state}; sent {sink.get('sent')}, "
+            f"dropped {sink.get('dropped')}, queued {sink.get('queued')}\n"
+        )
     return 0

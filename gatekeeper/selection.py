@@ -14,9 +14,9 @@ DEFAULT_AGENT = "default"
 def policy_dir(flag: str | None) -> Path:
     """--policy-dir, else $GATEKEEPER_POLICY_DIR, else the bundled policies."""
     if flag:
-        return Path(flag)
+        return Path(flag).expanduser()  # "~/…" in a config file means the home directory
     env = os.environ.get("GATEKEEPER_POLICY_DIR")
-    return Path(env) if env else bundled_policy_dir()
+    return Path(env).expanduser() if env else bundled_policy_dir()
 
 
 def agent_name(flag: str | None) -> str:

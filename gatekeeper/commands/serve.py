@@ -98,9 +98,9 @@ def run(
     if no_audit:
         audit = None
     else:
-        audit = Path(audit_log_flag or cfg.get("audit_log") or default_audit_log())
+        audit = Path(audit_log_flag or cfg.get("audit_log") or default_audit_log()).expanduser()
     config = ServeConfig(
-        socket_path=Path(socket_flag or cfg.get("socket") or default_socket()),
+        socket_path=Path(socket_flag or cfg.get("socket") or default_socket()).expanduser(),
         policy_dir=policy_dir(policy_dir_flag or cfg.get("policy_dir")),
         default_agent=default_agent
         or cfg.get("default_agent")

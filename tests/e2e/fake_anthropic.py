@@ -19,30 +19,11 @@ back (``tool_result`` blocks and their error text).
 from __future__ import annotations
 
 import json
-import os
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
+
+from tests.e2e.fake_base import FakeHandler, next_id, serve
 
 MODEL = "claude-sonnet-4-5-20250929"
-_lock = threading.Lock()
-_counter = [0]
-
-
-def _next_id(prefix: str) -> str:
-    with _lock:
-        _counter[0] += 1
-        return f"{prefix}_{os.getpid()}_{_counter[0]:04d}"
-
-
-def load_script() -> list[dict[str, Any]]:
-    name = os.environ.get("GK_SCRIPT")
-    if not name:
-        return []
-    turns: list[dict[str, Any]] = json.loads(Path(name).read_text(encoding="utf-8"))
-    return turns
 
 
 def blocks_for(turn: dict[str, Any]) -> list[dict[str, Any]]:
@@ -54,7 +35,7 @@ def blocks_for(turn: dict[str, Any]) -> list[dict[str, Any]]:
     if "tool_use" in turn:
         uses.append(turn["tool_use"])
     blocks.extend(
-        {"type": "tool_use", "id": _next_id("toolu"), "name": u["name"], "input": u["input"]}
+        {"type": "tool_use", "id": next_id("toolu"), "name": u["name"], "input": u["input"]}
         for u in uses
     )
     return blocks or [{"type": "text", "text": "done"}]
@@ -81,7 +62,7 @@ def sse(blocks: list[dict[str, Any]], model: str) -> bytes:
             {
                 "type": "message_start",
                 "message": {
-                    "id": _next_id("msg"),
+                    "id": next_id("msg"),
                     "type": "message",
                     "role": "assistant",
                     "model": model,
@@ -135,7 +116,7 @@ def whole(blocks: list[dict[str, Any]], model: str) -> dict[str, Any]:
     """The same response, not streamed."""
     stop = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
     return {
-        "id": _next_id("msg"),
+        "id": next_id("msg"),
         "type": "message",
         "role": "assistant",
         "model": model,
@@ -146,45 +127,11 @@ def whole(blocks: list[dict[str, Any]], model: str) -> dict[str, Any]:
     }
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    script: ClassVar[list[dict[str, Any]]] = []
-    log_path: ClassVar[Path | None] = None
+class Handler(FakeHandler):
+    name = "fake_anthropic"
+    id_header = "request-id"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        sys.stderr.write(f"fake_anthropic: {format % args}\n")
-
-    def _record(self, status: int, body: Any) -> None:
-        if self.log_path is None:
-            return
-        line = json.dumps(
-            {"method": self.command, "path": self.path, "status": status, "body": body}
-        )
-        with _lock, self.log_path.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
-
-    def _read_body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if not raw:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw.decode("utf-8", "replace")
-
-    def _send(self, status: int, data: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("request-id", _next_id("req"))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json")
-
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self._read_body()
         path = self.path.split("?", 1)[0]
         if path == "/v1/messages" and isinstance(body, dict):
@@ -203,7 +150,7 @@ class Handler(BaseHTTPRequestHandler):
         self._record(404, body)
         self._json(404, {"type": "error", "error": {"type": "not_found_error", "message": path}})
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.split("?", 1)[0]
         if path == "/v1/models":
             self._record(200, None)
@@ -227,7 +174,7 @@ class Handler(BaseHTTPRequestHandler):
         self._record(404, None)
         self._json(404, {"type": "error", "error": {"type": "not_found_error", "message": path}})
 
-    def do_HEAD(self) -> None:
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
         self._record(200, None)
         self.send_response(200)
         self.send_header("Content-Length", "0")
@@ -235,20 +182,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> int:
-    Handler.script = load_script()
-    log = os.environ.get("GK_REQUEST_LOG")
-    Handler.log_path = Path(log) if log else None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    port_file = Path(os.environ["GK_PORT_FILE"])
-    tmp = port_file.with_name(port_file.name + ".tmp")
-    tmp.write_text(str(server.server_address[1]))
-    tmp.replace(port_file)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-    return 0
+    return serve(Handler)
 
 
 if __name__ == "__main__":

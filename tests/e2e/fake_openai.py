@@ -20,31 +20,12 @@ Every request is appended to ``$GK_REQUEST_LOG`` as one JSON line (``method``, `
 from __future__ import annotations
 
 import json
-import os
-import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
+
+from tests.e2e.fake_base import FakeHandler, next_id, serve
 
 MODEL = "fake-model"
-_lock = threading.Lock()
-_counter = [0]
-
-
-def _next_id(prefix: str) -> str:
-    with _lock:
-        _counter[0] += 1
-        return f"{prefix}_{os.getpid()}_{_counter[0]:04d}"
-
-
-def load_script() -> list[dict[str, Any]]:
-    name = os.environ.get("GK_SCRIPT")
-    if not name:
-        return []
-    turns: list[dict[str, Any]] = json.loads(Path(name).read_text(encoding="utf-8"))
-    return turns
 
 
 def step_of(body: dict[str, Any]) -> int:
@@ -67,7 +48,7 @@ def choose(body: dict[str, Any], script: list[dict[str, Any]]) -> tuple[str, lis
     text = str(turn.get("text", ""))
     return (text if text or calls else "done"), [
         {
-            "id": _next_id("call"),
+            "id": next_id("call"),
             "type": "function",
             "function": {"name": c["name"], "arguments": json.dumps(c["input"])},
         }
@@ -90,7 +71,7 @@ USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 
 def sse(text: str, calls: list[dict[str, Any]], model: str) -> bytes:
     """A complete streamed Chat Completions response."""
-    cid = _next_id("chatcmpl")
+    cid = next_id("chatcmpl")
     chunks = [_chunk(model, cid, {"role": "assistant", "content": ""}, None)]
     if text:
         chunks.append(_chunk(model, cid, {"content": text}, None))
@@ -108,7 +89,7 @@ def whole(text: str, calls: list[dict[str, Any]], model: str) -> dict[str, Any]:
     if calls:
         message["tool_calls"] = calls
     return {
-        "id": _next_id("chatcmpl"),
+        "id": next_id("chatcmpl"),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
@@ -119,44 +100,10 @@ def whole(text: str, calls: list[dict[str, Any]], model: str) -> dict[str, Any]:
     }
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    script: ClassVar[list[dict[str, Any]]] = []
-    log_path: ClassVar[Path | None] = None
+class Handler(FakeHandler):
+    name = "fake_openai"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        sys.stderr.write(f"fake_openai: {format % args}\n")
-
-    def _record(self, status: int, body: Any) -> None:
-        if self.log_path is None:
-            return
-        line = json.dumps(
-            {"method": self.command, "path": self.path, "status": status, "body": body}
-        )
-        with _lock, self.log_path.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
-
-    def _read_body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if not raw:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw.decode("utf-8", "replace")
-
-    def _send(self, status: int, data: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json")
-
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self._read_body()
         path = self.path.split("?", 1)[0]
         if path.endswith("/chat/completions") and isinstance(body, dict):
@@ -171,7 +118,7 @@ class Handler(BaseHTTPRequestHandler):
         self._record(404, body)
         self._json(404, {"error": {"type": "not_found", "message": path}})
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.split("?", 1)[0]
         if path.endswith("/models"):
             self._record(200, None)
@@ -182,20 +129,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> int:
-    Handler.script = load_script()
-    log = os.environ.get("GK_REQUEST_LOG")
-    Handler.log_path = Path(log) if log else None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    port_file = Path(os.environ["GK_PORT_FILE"])
-    tmp = port_file.with_name(port_file.name + ".tmp")
-    tmp.write_text(str(server.server_address[1]))
-    tmp.replace(port_file)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-    return 0
+    return serve(Handler)
 
 
 if __name__ == "__main__":

@@ -22,32 +22,13 @@ Every request is appended to ``$GK_REQUEST_LOG`` as one JSON line (``method``, `
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
+
+from tests.e2e.fake_base import FakeHandler, next_id, serve
 
 MODEL = "gpt-5.1-codex"
-_lock = threading.Lock()
-_counter = [0]
 CALL_ID = re.compile(r"^call_t(\d+)_")
-
-
-def _next_id(prefix: str) -> str:
-    with _lock:
-        _counter[0] += 1
-        return f"{prefix}_{os.getpid()}_{_counter[0]:04d}"
-
-
-def load_script() -> list[dict[str, Any]]:
-    name = os.environ.get("GK_SCRIPT")
-    if not name:
-        return []
-    turns: list[dict[str, Any]] = json.loads(Path(name).read_text(encoding="utf-8"))
-    return turns
 
 
 def items_for(turn: dict[str, Any], step: int) -> list[dict[str, Any]]:
@@ -66,7 +47,7 @@ def items_for(turn: dict[str, Any], step: int) -> list[dict[str, Any]]:
         items.append(
             {
                 "type": "function_call",
-                "id": _next_id("fc"),
+                "id": next_id("fc"),
                 "call_id": f"call_t{step}_{index}",
                 "name": call["name"],
                 "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
@@ -77,7 +58,7 @@ def items_for(turn: dict[str, Any], step: int) -> list[dict[str, Any]]:
         items.append(
             {
                 "type": "custom_tool_call",
-                "id": _next_id("ctc"),
+                "id": next_id("ctc"),
                 "call_id": f"call_t{step}_{index}",
                 "name": custom["name"],
                 "input": custom["input"],
@@ -90,7 +71,7 @@ def items_for(turn: dict[str, Any], step: int) -> list[dict[str, Any]]:
 def message(text: str) -> dict[str, Any]:
     return {
         "type": "message",
-        "id": _next_id("msg"),
+        "id": next_id("msg"),
         "role": "assistant",
         "status": "completed",
         "content": [{"type": "output_text", "text": text, "annotations": []}],
@@ -121,7 +102,7 @@ def choose(body: dict[str, Any], script: list[dict[str, Any]]) -> list[dict[str,
 
 def sse(items: list[dict[str, Any]], model: str) -> bytes:
     """A complete streamed Responses API answer carrying ``items``."""
-    rid = _next_id("resp")
+    rid = next_id("resp")
     base: dict[str, Any] = {
         "id": rid,
         "object": "response",
@@ -166,61 +147,11 @@ def sse(items: list[dict[str, Any]], model: str) -> bytes:
     return b"".join(out)
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    script: ClassVar[list[dict[str, Any]]] = []
-    log_path: ClassVar[Path | None] = None
+class Handler(FakeHandler):
+    name = "fake_responses"
+    id_header = "x-request-id"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        sys.stderr.write(f"fake_responses: {format % args}\n")
-
-    def _record(self, status: int, body: Any) -> None:
-        if self.log_path is None:
-            return
-        line = json.dumps(
-            {"method": self.command, "path": self.path, "status": status, "body": body}
-        )
-        with _lock, self.log_path.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
-
-    def _read_body(self) -> Any:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            raw = b""
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    break
-                raw += self.rfile.read(size)
-                self.rfile.readline()
-        else:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-        if self.headers.get("Content-Encoding", "").lower() == "zstd":
-            return {"undecodable": "zstd", "bytes": len(raw)}
-        if self.headers.get("Content-Encoding", "").lower() == "gzip":
-            import gzip
-
-            raw = gzip.decompress(raw)
-        if not raw:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw.decode("utf-8", "replace")
-
-    def _send(self, status: int, data: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-request-id", _next_id("req"))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json")
-
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self._read_body()
         path = self.path.split("?", 1)[0]
         if path.endswith("/responses") and isinstance(body, dict):
@@ -231,27 +162,14 @@ class Handler(BaseHTTPRequestHandler):
         self._record(404, body)
         self._json(404, {"error": {"type": "not_found", "message": path}})
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.split("?", 1)[0]
         self._record(404, None)
         self._json(404, {"error": {"type": "not_found", "message": path}})
 
 
 def main() -> int:
-    Handler.script = load_script()
-    log = os.environ.get("GK_REQUEST_LOG")
-    Handler.log_path = Path(log) if log else None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    port_file = Path(os.environ["GK_PORT_FILE"])
-    tmp = port_file.with_name(port_file.name + ".tmp")
-    tmp.write_text(str(server.server_address[1]))
-    tmp.replace(port_file)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-    return 0
+    return serve(Handler)
 
 
 if __name__ == "__main__":
